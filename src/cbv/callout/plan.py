@@ -1,0 +1,108 @@
+"""Where a callout goes: routes, address literals or MX (RFC 5321 section 5.1)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import random
+from dataclasses import dataclass
+
+from cbv.callout.dialogue import Outcome
+from cbv.callout.networks import TargetPolicy
+from cbv.config import CalloutConfig
+from cbv.dns.resolver import AddressAnswer, DnsStatus, Resolver
+from cbv.model import Reason, Stage
+
+ADDRESSES_PER_HOST = 2  # the first IPv4 and the first IPv6 address of each host
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    host: str
+    ip: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    targets: tuple[Target, ...] = ()
+    failure: Outcome | None = None
+
+
+def _dns_failure(reason: Reason, detail: str) -> Plan:
+    return Plan(failure=Outcome(reason, Stage.DNS, detail=detail))
+
+
+def _pick_addresses(answer: AddressAnswer) -> list[str]:
+    picked: list[str] = []
+    for family in (4, 6):
+        for ip in answer.addresses:
+            if ipaddress.ip_address(ip).version == family:
+                picked.append(ip)
+                break
+    return picked[:ADDRESSES_PER_HOST]
+
+
+class Planner:
+    def __init__(self, config: CalloutConfig, resolver: Resolver, policy: TargetPolicy) -> None:
+        self._config = config
+        self._resolver = resolver
+        self._policy = policy
+
+    async def plan(self, domain: str, literal_ip: str | None = None) -> Plan:
+        """`domain` is the one whose mail exchangers are asked (after `map`)."""
+        if literal_ip is not None:
+            return self._allowed([Target(literal_ip, literal_ip, self._config.port)])
+        routes = self._config.route_targets(domain)
+        if routes is not None:
+            return await self._plan_hosts([(host, port) for host, port in routes])
+        answer = await self._resolver.mx(domain)
+        if answer.status is DnsStatus.NXDOMAIN:
+            return _dns_failure(Reason.NO_MAIL_DOMAIN, answer.detail or f"{domain}: NXDOMAIN")
+        if answer.status is DnsStatus.TEMPFAIL:
+            return _dns_failure(Reason.DNS_TEMPFAIL, answer.detail)
+        if answer.status is DnsStatus.NODATA:
+            return await self._plan_hosts([(domain, self._config.port)], implicit=True)
+        if answer.is_null_mx:
+            return _dns_failure(Reason.NO_MAIL_DOMAIN, f"{domain} publishes a null MX (RFC 7505)")
+        records = sorted(
+            (r for r in answer.records if r.exchange),
+            key=lambda r: (r.preference, random.random()),
+        )
+        hosts = [(r.exchange, self._config.port) for r in records[: self._config.max_mx_hosts]]
+        return await self._plan_hosts(hosts)
+
+    async def _plan_hosts(self, hosts: list[tuple[str, int]], implicit: bool = False) -> Plan:
+        answers = await asyncio.gather(*(self._host_addresses(host) for host, _ in hosts))
+        targets = [
+            Target(host, ip, port)
+            for (host, port), answer in zip(hosts, answers, strict=True)
+            for ip in _pick_addresses(answer)
+        ]
+        if targets:
+            return self._allowed(targets)
+        statuses = {answer.status for answer in answers}
+        details = "; ".join(a.detail for a in answers if a.detail)
+        if DnsStatus.TEMPFAIL in statuses:
+            return _dns_failure(Reason.DNS_TEMPFAIL, details)
+        if implicit:
+            details = f"{hosts[0][0]}: no MX and no address records"
+        return _dns_failure(Reason.NO_MAIL_DOMAIN, details or "no mail exchanger has an address")
+
+    async def _host_addresses(self, host: str) -> AddressAnswer:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return await self._resolver.addresses(host)
+        return AddressAnswer(DnsStatus.OK, (host,), 0)
+
+    def _allowed(self, targets: list[Target]) -> Plan:
+        allowed = tuple(t for t in targets if not self._policy.is_forbidden(t.ip))
+        if allowed:
+            return Plan(allowed)
+        forbidden = ", ".join(sorted({f"{t.host}[{t.ip}]" for t in targets}))
+        return Plan(
+            failure=Outcome(
+                Reason.TARGET_FORBIDDEN, Stage.DNS, detail=f"forbidden network: {forbidden}"
+            )
+        )

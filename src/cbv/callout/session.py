@@ -1,0 +1,186 @@
+"""The asyncio adapter that moves bytes for a `Dialogue`; no decisions are made here."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from dataclasses import dataclass
+
+from cbv.callout.dialogue import Dialogue, Quit, Send, StartTLS
+from cbv.callout.plan import Target
+from cbv.model import Reason, Stage, TranscriptLine
+from cbv.protocol.smtp import Reply, ReplyError, ReplyParser, encode_command
+
+READ_CHUNK = 16_384
+QUIT_WAIT = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOptions:
+    connect_timeout: float
+    command_timeout: float
+    max_reply_bytes: int
+    tls_context: ssl.SSLContext | None
+    source_address: str | None = None
+
+
+class TlsHandshakeFailed(Exception):
+    """STARTTLS was accepted but the handshake failed: retry this host in plain text."""
+
+
+class _Transcript:
+    def __init__(self, lines: list[TranscriptLine] | None, host: str, started: float) -> None:
+        self._lines = lines
+        self._host = host
+        self._started = started
+
+    def add(self, direction: str, text: str) -> None:
+        if self._lines is not None:
+            at_ms = round((time.monotonic() - self._started) * 1000, 3)
+            self._lines.append(TranscriptLine(host=self._host, direction=direction, line=text,
+                                              at_ms=at_ms))
+
+    def sent(self, data: bytes) -> None:
+        if self._lines is not None:
+            for line in data.decode("utf-8", "replace").splitlines():
+                self.add("C", line)
+
+    def received(self, reply: Reply) -> None:
+        if self._lines is not None:
+            last = len(reply.lines) - 1
+            for i, line in enumerate(reply.lines):
+                self.add("S", f"{reply.code}{' ' if i == last else '-'}{line}")
+
+
+class _Connection:
+    """One TCP connection with the reply parser and the callout's deadline."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        options: SessionOptions,
+        deadline: float,
+        transcript: _Transcript,
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.options = options
+        self.deadline = deadline
+        self.transcript = transcript
+        self.parser = ReplyParser(max_reply_bytes=options.max_reply_bytes)
+        self.ready: list[Reply] = []
+
+    def budget(self, stage_timeout: float) -> float:
+        return max(0.0, min(stage_timeout, self.deadline - time.monotonic()))
+
+    async def read_reply(self) -> Reply:
+        async with asyncio.timeout(self.budget(self.options.command_timeout)):
+            while not self.ready:
+                data = await self.reader.read(READ_CHUNK)
+                if not data:
+                    raise ConnectionResetError("connection closed by the server")
+                self.ready.extend(self.parser.feed(data))
+        reply = self.ready.pop(0)
+        self.transcript.received(reply)
+        return reply
+
+    def write(self, data: bytes) -> None:
+        self.transcript.sent(data)
+        self.writer.write(data)
+
+    async def start_tls(self) -> None:
+        if self.ready or self.parser.pending:
+            # Plain text that arrived after "220 ready" would be read as if it came
+            # through TLS (CVE-2011-0411 style injection): refuse the upgrade.
+            raise TlsHandshakeFailed("data after the STARTTLS reply")
+        assert self.options.tls_context is not None
+        try:
+            await self.writer.start_tls(
+                self.options.tls_context,
+                ssl_handshake_timeout=self.budget(self.options.command_timeout) or 0.001,
+            )
+        except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
+            raise TlsHandshakeFailed(str(exc) or type(exc).__name__) from None
+        self.transcript.add("*", "TLS established")
+
+    async def quit(self) -> None:
+        try:
+            self.write(encode_command("QUIT"))
+            async with asyncio.timeout(min(QUIT_WAIT, self.budget(QUIT_WAIT))):
+                await self.writer.drain()
+                await self.read_reply()
+        except (TimeoutError, OSError, ConnectionError, ReplyError):
+            pass
+
+
+async def _connect(
+    target: Target, options: SessionOptions, deadline: float
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    local = (options.source_address, 0) if options.source_address else None
+    timeout = max(0.0, min(options.connect_timeout, deadline - time.monotonic()))
+    async with asyncio.timeout(timeout):
+        return await asyncio.open_connection(target.ip, target.port, local_addr=local)
+
+
+async def run_session(
+    target: Target,
+    dialogue: Dialogue,
+    options: SessionOptions,
+    deadline: float,
+    transcript: list[TranscriptLine] | None = None,
+) -> None:
+    """Run `dialogue` against `target`; failures are reported into the dialogue.
+
+    Raises TlsHandshakeFailed so the caller can retry the host without STARTTLS.
+    """
+    log = _Transcript(transcript, f"{target.host}[{target.ip}]:{target.port}", time.monotonic())
+    log.add("*", "connecting")
+    try:
+        reader, writer = await _connect(target, options, deadline)
+    except TimeoutError:
+        dialogue.connection_lost(Stage.CONNECT, Reason.TIMEOUT, "connect timed out")
+        return
+    except OSError as exc:
+        dialogue.connection_lost(Stage.CONNECT, Reason.CONNECTION_FAILED, exc.strerror or str(exc))
+        return
+    connection = _Connection(reader, writer, options, deadline, log)
+    steps = dialogue.steps()
+    stage = Stage.BANNER
+    graceful = False
+    try:
+        action = next(steps)
+        while not isinstance(action, Quit):
+            if isinstance(action, StartTLS):
+                await connection.start_tls()
+                action = steps.send([])
+                continue
+            assert isinstance(action, Send)
+            stage = action.stage
+            if action.commands:
+                connection.write(b"".join(c.line for c in action.commands))
+            replies: list[Reply] = []
+            for command in action.commands or (None,):
+                stage = command.stage if command is not None else action.stage
+                replies.append(await connection.read_reply())
+            action = steps.send(replies)
+        await connection.quit()
+        graceful = True
+    except TimeoutError:
+        log.add("*", f"timeout at {stage}")
+        dialogue.connection_lost(stage, Reason.TIMEOUT, f"no reply at {stage} within the timeout")
+    except ReplyError as exc:
+        log.add("*", f"protocol error: {exc}")
+        dialogue.connection_lost(stage, Reason.TEMPFAIL, f"protocol error at {stage}: {exc}")
+    except (OSError, ConnectionError) as exc:
+        log.add("*", f"connection lost at {stage}: {exc}")
+        dialogue.connection_lost(
+            stage, Reason.CONNECTION_FAILED, f"connection lost at {stage}: {exc}"
+        )
+    finally:
+        steps.close()
+        if graceful:
+            writer.close()
+        else:
+            writer.transport.abort()

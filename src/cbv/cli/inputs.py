@@ -1,0 +1,34 @@
+"""Reading addresses from a file: one per line, or CSV with an `email` column."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+
+
+class InputError(ValueError):
+    """The address file cannot be used; the message names the problem."""
+
+
+def read_addresses(text: str, source: str) -> list[str]:
+    lines = text.splitlines()
+    first = next((line for line in lines if line.strip()), "")
+    if "," in first or ";" in first or "\t" in first:
+        return _read_csv(text, source)
+    return [
+        line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def _read_csv(text: str, source: str) -> list[str]:
+    dialect: type[csv.Dialect] = csv.excel
+    with contextlib.suppress(csv.Error):
+        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
+    reader = csv.reader(io.StringIO(text), dialect)
+    header = [cell.strip().lower() for cell in next(reader, [])]
+    if "email" not in header:
+        found = ", ".join(header)
+        raise InputError(f"{source}: CSV input needs an 'email' column (found: {found})")
+    column = header.index("email")
+    return [row[column].strip() for row in reader if len(row) > column and row[column].strip()]

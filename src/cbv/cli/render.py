@@ -1,0 +1,79 @@
+"""How verdicts look on a terminal, in CSV and as JSON lines."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+
+from rich.text import Text
+
+from cbv.model import Result, Verdict
+
+RESULT_STYLES = {
+    Result.PASS: "bold green",
+    Result.FAIL: "bold red",
+    Result.TRANSIENT: "bold yellow",
+    Result.UNKNOWN: "bold blue",
+}
+
+CSV_COLUMNS = [
+    "address", "result", "reason", "catch_all", "mx", "ip", "port", "stage",
+    "code", "enhanced", "text", "sender", "smtp_cbv_result", "duration_ms", "detail",
+]
+
+
+def to_json(verdict: Verdict) -> str:
+    return verdict.model_dump_json(exclude_none=False)
+
+
+def csv_header() -> str:
+    return _csv_line(CSV_COLUMNS)
+
+
+def to_csv(verdict: Verdict) -> str:
+    reply = verdict.reply
+    return _csv_line([
+        verdict.address, verdict.result.value, verdict.reason.value,
+        "" if verdict.catch_all is None else str(verdict.catch_all).lower(),
+        verdict.mx or "", verdict.ip or "", verdict.port or "",
+        verdict.stage.value if verdict.stage else "",
+        reply.code if reply else "", reply.enhanced or "" if reply else "",
+        reply.text.replace("\n", " / ") if reply else "",
+        verdict.sender if verdict.sender is not None else "", verdict.smtp_cbv_result,
+        verdict.duration_ms, verdict.detail or "",
+    ])
+
+
+def _csv_line(cells: Sequence[object]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(cells)
+    return buffer.getvalue()
+
+
+def to_text(verdict: Verdict) -> Text:
+    """One readable block: the verdict line, the deciding reply, the transcript if any."""
+    text = Text()
+    text.append(f"{verdict.address}  ")
+    text.append(verdict.result.value.upper(), RESULT_STYLES[verdict.result])
+    text.append(f"  {verdict.reason.value}")
+    if verdict.catch_all:
+        text.append("  (catch-all)", "magenta")
+    text.append(f"  [{verdict.duration_ms:.0f} ms]", "dim")
+    where = []
+    if verdict.mx:
+        where.append(f"{verdict.mx}[{verdict.ip}]:{verdict.port}")
+    if verdict.stage:
+        where.append(f"at {verdict.stage.value}")
+    if where:
+        text.append("\n    " + " ".join(where), "dim")
+    if verdict.reply is not None:
+        reply = verdict.reply
+        code = f"{reply.code} {reply.enhanced} " if reply.enhanced else f"{reply.code} "
+        text.append("\n    " + code + reply.text.replace("\n", " / "))
+    if verdict.detail:
+        text.append("\n    " + verdict.detail, "dim")
+    for line in verdict.transcript or []:
+        text.append(f"\n      {line.at_ms:8.1f} ms {line.host} {line.direction}: ", "dim")
+        text.append(line.line)
+    return text

@@ -1,0 +1,201 @@
+"""DNS answers the callout needs, behind an interface the tests and benchmark can swap."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Generic, Protocol, TypeVar
+
+import dns.asyncresolver
+import dns.exception
+import dns.name
+import dns.nameserver
+import dns.rdatatype
+import dns.resolver
+
+from cbv.config import DnsConfig
+
+
+class DnsStatus(StrEnum):
+    OK = "ok"
+    NXDOMAIN = "nxdomain"
+    NODATA = "nodata"
+    TEMPFAIL = "tempfail"
+
+
+@dataclass(frozen=True, slots=True)
+class MxRecord:
+    preference: int
+    exchange: str  # lower case, no trailing dot; "" is the root (RFC 7505 null MX)
+
+
+@dataclass(frozen=True, slots=True)
+class MxAnswer:
+    status: DnsStatus
+    records: tuple[MxRecord, ...] = ()
+    ttl: int = 0
+    detail: str = ""
+
+    @property
+    def is_null_mx(self) -> bool:
+        return len(self.records) == 1 and self.records[0].exchange == ""
+
+
+@dataclass(frozen=True, slots=True)
+class AddressAnswer:
+    status: DnsStatus
+    addresses: tuple[str, ...] = ()
+    ttl: int = 0
+    detail: str = ""
+
+
+class Resolver(Protocol):
+    async def mx(self, domain: str) -> MxAnswer: ...
+
+    async def addresses(self, host: str) -> AddressAnswer: ...
+
+
+Answer = TypeVar("Answer", MxAnswer, AddressAnswer)
+
+
+class TtlCache(Generic[Answer]):
+    """Answers kept for their TTL, least recently used dropped first; identical
+    lookups in flight share one query."""
+
+    def __init__(self, size: int, negative_ttl: int) -> None:
+        self._size = size
+        self._negative_ttl = negative_ttl
+        self._entries: OrderedDict[str, tuple[float, Answer]] = OrderedDict()
+        self._inflight: dict[str, asyncio.Future[Answer]] = {}
+
+    async def get(self, key: str, lookup: Callable[[], Awaitable[Answer]]) -> Answer:
+        entry = self._entries.get(key)
+        now = time.monotonic()
+        if entry is not None and entry[0] > now:
+            self._entries.move_to_end(key)
+            return entry[1]
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            answer = await lookup()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()
+            raise
+        else:
+            future.set_result(answer)
+            self._store(key, answer, now)
+            return answer
+        finally:
+            del self._inflight[key]
+
+    def _store(self, key: str, answer: Answer, now: float) -> None:
+        if self._size == 0 or answer.status is DnsStatus.TEMPFAIL:
+            return
+        ttl = answer.ttl
+        if answer.status is not DnsStatus.OK:
+            ttl = min(ttl, self._negative_ttl)
+        if ttl <= 0:
+            return
+        self._entries[key] = (now + ttl, answer)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+
+def _absolute(name: str) -> dns.name.Name:
+    # Absolute names: the search list of /etc/resolv.conf must never apply.
+    return dns.name.from_text(name if name.endswith(".") else name + ".")
+
+
+def _negative_ttl(answer: dns.resolver.Answer | None, default: int) -> int:
+    if answer is None:
+        return default
+    for rrset in answer.response.authority:
+        if rrset.rdtype == dns.rdatatype.SOA:
+            return int(min(rrset.ttl, rrset[0].minimum))
+    return default
+
+
+class DnspythonResolver:
+    """dnspython's async stub resolver with our cache, never the search list."""
+
+    def __init__(self, config: DnsConfig) -> None:
+        servers = config.nameserver_addresses()
+        self._resolver = dns.asyncresolver.Resolver(configure=not servers)
+        if servers:
+            self._resolver.nameservers = [
+                dns.nameserver.Do53Nameserver(host, port) for host, port in servers
+            ]
+        self._resolver.lifetime = config.timeout
+        self._resolver.timeout = min(config.timeout, 2.0)
+        self._resolver.use_search_by_default = False
+        self._negative_default = config.negative_ttl
+        self._mx_cache: TtlCache[MxAnswer] = TtlCache(config.cache_size, config.negative_ttl)
+        self._address_cache: TtlCache[AddressAnswer] = TtlCache(
+            config.cache_size, config.negative_ttl
+        )
+
+    async def mx(self, domain: str) -> MxAnswer:
+        return await self._mx_cache.get(domain, lambda: self._query_mx(domain))
+
+    async def addresses(self, host: str) -> AddressAnswer:
+        return await self._address_cache.get(host, lambda: self._query_addresses(host))
+
+    async def _query(
+        self, name: str, rdtype: str
+    ) -> tuple[DnsStatus, dns.resolver.Answer | None, str]:
+        try:
+            answer = await self._resolver.resolve(
+                _absolute(name), rdtype, search=False, raise_on_no_answer=False
+            )
+        except dns.resolver.NXDOMAIN:
+            return DnsStatus.NXDOMAIN, None, f"{name}: NXDOMAIN"
+        except dns.resolver.YXDOMAIN:
+            return DnsStatus.NXDOMAIN, None, f"{name}: name too long"
+        except dns.resolver.NoNameservers:
+            return DnsStatus.TEMPFAIL, None, f"{name} {rdtype}: SERVFAIL"
+        except dns.exception.Timeout:
+            return DnsStatus.TEMPFAIL, None, f"{name} {rdtype}: DNS timeout"
+        except dns.exception.DNSException as exc:
+            return DnsStatus.TEMPFAIL, None, f"{name} {rdtype}: {exc}"
+        if answer.rrset is None:
+            return DnsStatus.NODATA, answer, f"{name}: no {rdtype} records"
+        return DnsStatus.OK, answer, ""
+
+    async def _query_mx(self, domain: str) -> MxAnswer:
+        status, answer, detail = await self._query(domain, "MX")
+        if status is not DnsStatus.OK or answer is None or answer.rrset is None:
+            ttl = _negative_ttl(answer, self._negative_default)
+            return MxAnswer(status, ttl=ttl, detail=detail)
+        records = tuple(
+            MxRecord(rr.preference, rr.exchange.to_text(omit_final_dot=True).lower())
+            for rr in answer.rrset
+        )
+        return MxAnswer(DnsStatus.OK, records, answer.rrset.ttl)
+
+    async def _query_addresses(self, host: str) -> AddressAnswer:
+        results = await asyncio.gather(self._query(host, "A"), self._query(host, "AAAA"))
+        addresses: list[str] = []
+        ttls: list[int] = []
+        for status, answer, _ in results:
+            if status is DnsStatus.OK and answer is not None and answer.rrset is not None:
+                addresses.extend(rr.address for rr in answer.rrset)
+                ttls.append(answer.rrset.ttl)
+        if addresses:
+            return AddressAnswer(DnsStatus.OK, tuple(addresses), min(ttls))
+        statuses = [status for status, _, _ in results]
+        details = "; ".join(detail for _, _, detail in results if detail)
+        if DnsStatus.TEMPFAIL in statuses:
+            return AddressAnswer(DnsStatus.TEMPFAIL, detail=details)
+        ttl = min(_negative_ttl(answer, self._negative_default) for _, answer, _ in results)
+        if all(status is DnsStatus.NXDOMAIN for status in statuses):
+            return AddressAnswer(DnsStatus.NXDOMAIN, ttl=ttl, detail=details)
+        return AddressAnswer(DnsStatus.NODATA, ttl=ttl, detail=details)

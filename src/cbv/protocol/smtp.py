@@ -1,0 +1,154 @@
+"""Sans-I/O SMTP client codec: bytes in, replies out; commands in, bytes out.
+
+Replies are checked line by line (RFC 5321 section 4.2): every line carries the
+same three-digit code, continuation lines use "-", and nothing grows without
+bound, so a hostile server can neither confuse the verdict nor eat memory.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MAX_LINE = 4096
+MAX_REPLY_BYTES = 65_536
+MAX_REPLY_LINES = 256
+
+_ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?:\s|$)")
+
+
+class ReplyError(Exception):
+    """The server broke the reply grammar; the session cannot be trusted further."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    code: int
+    lines: tuple[str, ...]
+
+    @property
+    def enhanced(self) -> str | None:
+        """The RFC 3463 status code, when the first line starts with one of this class."""
+        match = _ENHANCED.match(self.lines[0]) if self.lines else None
+        if match is None or int(match.group(1)) != self.code // 100:
+            return None
+        return ".".join(match.groups())
+
+    @property
+    def text(self) -> str:
+        """The reply text with enhanced codes removed, lines joined by newlines."""
+        enhanced = self.enhanced
+        if enhanced is None:
+            return "\n".join(self.lines)
+        return "\n".join(line.removeprefix(enhanced).lstrip() for line in self.lines)
+
+    @property
+    def is_positive(self) -> bool:
+        return 200 <= self.code < 400
+
+    @property
+    def is_transient(self) -> bool:
+        return 400 <= self.code < 500
+
+    @property
+    def is_permanent(self) -> bool:
+        return self.code >= 500
+
+    def __str__(self) -> str:
+        return f"{self.code} " + " / ".join(self.lines)
+
+
+def _decode(raw: bytes) -> str:
+    text = raw.decode("utf-8", errors="replace")
+    return "".join(c if c.isprintable() or c == "\t" else "\ufffd" for c in text)
+
+
+def _parse_line(raw: bytes) -> tuple[int, bool, str]:
+    """Split one reply line into (code, is_last, text)."""
+    if len(raw) < 3 or not raw[:3].isdigit():
+        raise ReplyError(f"reply line without a three-digit code: {_decode(raw[:40])!r}")
+    code = int(raw[:3])
+    if not (2 <= code // 100 <= 5 and (code // 10) % 10 <= 5):
+        raise ReplyError(f"reply code {code} out of range")
+    separator = raw[3:4]
+    if separator == b"-":
+        return code, False, _decode(raw[4:])
+    if separator in (b" ", b""):
+        return code, True, _decode(raw[4:])
+    raise ReplyError(f"bad separator after reply code {code}")
+
+
+class ReplyParser:
+    """Accumulates bytes and yields whole replies; feed it any split of the stream."""
+
+    def __init__(
+        self,
+        max_line: int = MAX_LINE,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
+        max_lines: int = MAX_REPLY_LINES,
+    ) -> None:
+        self._max_line = max_line
+        self._max_reply_bytes = max_reply_bytes
+        self._max_lines = max_lines
+        self._buffer = bytearray()
+        self._code: int | None = None
+        self._lines: list[str] = []
+        self._reply_bytes = 0
+
+    @property
+    def pending(self) -> bool:
+        """True while part of a reply has arrived and the rest has not."""
+        return bool(self._buffer) or bool(self._lines)
+
+    def feed(self, data: bytes) -> list[Reply]:
+        self._buffer += data
+        replies: list[Reply] = []
+        while True:
+            end = self._buffer.find(b"\n")
+            if end < 0:
+                if len(self._buffer) > self._max_line:
+                    raise ReplyError(f"reply line longer than {self._max_line} bytes")
+                return replies
+            raw = bytes(self._buffer[:end]).removesuffix(b"\r")
+            del self._buffer[: end + 1]
+            if len(raw) > self._max_line:
+                raise ReplyError(f"reply line longer than {self._max_line} bytes")
+            reply = self._take_line(raw)
+            if reply is not None:
+                replies.append(reply)
+
+    def _take_line(self, raw: bytes) -> Reply | None:
+        code, is_last, text = _parse_line(raw)
+        if self._code is not None and code != self._code:
+            raise ReplyError(f"multi-line reply changed code from {self._code} to {code}")
+        self._code = code
+        self._lines.append(text)
+        self._reply_bytes += len(raw)
+        if self._reply_bytes > self._max_reply_bytes or len(self._lines) > self._max_lines:
+            raise ReplyError("multi-line reply too long")
+        if not is_last:
+            return None
+        reply = Reply(code, tuple(self._lines))
+        self._code, self._lines, self._reply_bytes = None, [], 0
+        return reply
+
+
+class CommandError(ValueError):
+    """A command argument that would break the SMTP line; never sent."""
+
+
+def encode_command(verb: str, argument: str = "") -> bytes:
+    line = f"{verb} {argument}" if argument else verb
+    if any(c in line for c in "\r\n\0"):
+        raise CommandError("command contains CR, LF or NUL")
+    return line.encode("utf-8") + b"\r\n"
+
+
+def parse_ehlo_extensions(reply: Reply) -> dict[str, str]:
+    """EHLO keywords (upper-cased) to their parameters; the first line is the greeting."""
+    extensions: dict[str, str] = {}
+    for line in reply.lines[1:]:
+        keyword, _, params = line.strip().partition(" ")
+        if keyword:
+            extensions[keyword.upper()] = params
+    return extensions
