@@ -135,6 +135,24 @@ class CacheConfig(_Section):
     unknown_ttl: int = Field(default=3_600, ge=0)
 
 
+class ServerConfig(_Section):
+    """Listeners: "host:port" or "unix:/path"; "" turns one off."""
+
+    policy: str = "127.0.0.1:10040"
+    smtpcbd: str = "127.0.0.1:4571"
+    milter: str = ""
+    http: str = ""
+
+
+class PolicyConfig(_Section):
+    phase: Literal["mailfrom", "rcptto"] = "mailfrom"
+    verify: Literal["sender", "recipient"] = "sender"
+    on_fail: Literal["reject", "quarantine", "accept"] = "reject"
+    on_transient: Literal["defer", "accept"] = "defer"
+    on_unknown: Literal["accept"] = "accept"
+    dry_run: bool = False
+
+
 class EngineConfig(_Section):
     max_concurrency: int = Field(default=1000, ge=1, le=100_000)
 
@@ -145,6 +163,8 @@ class Config(_Section):
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
 
 
 def _describe(error: ValidationError, source: str) -> str:

@@ -109,8 +109,9 @@ class Dialogue:
         """The driver reports a timeout, a drop or a garbled reply at `stage`."""
         if stage in (Stage.RCPT, Stage.VRFY) and self.current in self.undecided:
             assert self.current is not None
+            # Decided as if it had had a session of its own; the rest get a fresh session.
             self._decide(self.current, Outcome(reason, Stage.RCPT, detail=detail))
-        if self.host_failure is None and self.undecided:
+        elif self.host_failure is None and self.undecided:
             self.host_failure = Outcome(reason, stage, detail=detail)
 
     def _decide(self, address: Address, outcome: Outcome) -> None:

@@ -115,6 +115,13 @@ def _absolute(name: str) -> dns.name.Name:
     return dns.name.from_text(name if name.endswith(".") else name + ".")
 
 
+def _exchange_name(name: dns.name.Name) -> str:
+    """The root ("." in RFC 7505 null MX) becomes ""; others lower case without the dot."""
+    if name == dns.name.root:
+        return ""
+    return name.to_text(omit_final_dot=True).lower()
+
+
 def _negative_ttl(answer: dns.resolver.Answer | None, default: int) -> int:
     if answer is None:
         return default
@@ -176,8 +183,7 @@ class DnspythonResolver:
             ttl = _negative_ttl(answer, self._negative_default)
             return MxAnswer(status, ttl=ttl, detail=detail)
         records = tuple(
-            MxRecord(rr.preference, rr.exchange.to_text(omit_final_dot=True).lower())
-            for rr in answer.rrset
+            MxRecord(rr.preference, _exchange_name(rr.exchange)) for rr in answer.rrset
         )
         return MxAnswer(DnsStatus.OK, records, answer.rrset.ttl)
 

@@ -94,21 +94,34 @@ class ReplyParser:
         self._code: int | None = None
         self._lines: list[str] = []
         self._reply_bytes = 0
+        self._error: ReplyError | None = None
 
     @property
     def pending(self) -> bool:
-        """True while part of a reply has arrived and the rest has not."""
-        return bool(self._buffer) or bool(self._lines)
+        """True while anything beyond the replies handed out has arrived."""
+        return bool(self._buffer) or bool(self._lines) or self._error is not None
 
     def feed(self, data: bytes) -> list[Reply]:
+        """Whole replies so far; a grammar error surfaces once the good replies are out."""
+        if self._error is not None:
+            raise self._error
         self._buffer += data
         replies: list[Reply] = []
+        try:
+            self._parse_into(replies)
+        except ReplyError as exc:
+            if not replies:
+                raise
+            self._error = exc
+        return replies
+
+    def _parse_into(self, replies: list[Reply]) -> None:
         while True:
             end = self._buffer.find(b"\n")
             if end < 0:
                 if len(self._buffer) > self._max_line:
                     raise ReplyError(f"reply line longer than {self._max_line} bytes")
-                return replies
+                return
             raw = bytes(self._buffer[:end]).removesuffix(b"\r")
             del self._buffer[: end + 1]
             if len(raw) > self._max_line:

@@ -9,6 +9,7 @@ from dnslib import QTYPE, RCODE, RR, SOA, DNSLabel
 
 NEGATIVE_TTL = 60
 MAX_CNAME_HOPS = 16
+SOA_TIMERS = (1, 3600, 600, 86400, NEGATIVE_TTL)  # serial, refresh, retry, expire, minimum
 
 
 class Behaviour(enum.Enum):
@@ -44,11 +45,14 @@ def normalize(name: str) -> str:
     return name.lower().rstrip(".")
 
 
-def _soa(name: str) -> Any:
-    """A negative answer needs an SOA whose minimum sets how long it may be cached."""
-    apex = ".".join(name.split(".")[-2:])
-    rdata = SOA(f"ns.{apex}.", f"hostmaster.{apex}.", (1, 3600, 600, 86400, NEGATIVE_TTL))
-    return RR(f"{apex}.", QTYPE.SOA, rdata=rdata, ttl=NEGATIVE_TTL)
+def _soa(owner: Any) -> Any:
+    """A negative answer needs an SOA whose minimum sets how long it may be cached.
+
+    Built from raw labels, so odd names (the root, long or non-IDNA labels) cannot break it.
+    """
+    apex = owner.label[-2:]
+    rdata = SOA(DNSLabel((b"ns", *apex)), DNSLabel((b"hostmaster", *apex)), SOA_TIMERS)
+    return RR(DNSLabel(apex), QTYPE.SOA, rdata=rdata, ttl=NEGATIVE_TTL)
 
 
 class Zone:
@@ -85,16 +89,17 @@ class Zone:
             self._behaviours.clear()
             self._delays.clear()
 
-    def resolve(self, qname: str, qtype: int) -> Resolution:
+    def resolve(self, qname: Any, qtype: int) -> Resolution:
+        """`qname` is the query's dnslib label, echoed as spelt in the answer."""
         with self._lock:
             resolution = self._follow(qname, qtype)
-            resolution.delay = self._delays.get(normalize(qname), 0.0)
+            resolution.delay = self._delays.get(normalize(str(qname)), 0.0)
         return resolution
 
-    def _follow(self, qname: str, qtype: int) -> Resolution:
+    def _follow(self, qname: Any, qtype: int) -> Resolution:
         """Chase CNAMEs as a recursive resolver does, keeping them in the answer."""
-        owner: Any = DNSLabel(qname)
-        name = normalize(qname)
+        owner = qname
+        name = normalize(str(owner))
         answer: list[Any] = []
         seen: set[str] = set()
         while True:
@@ -105,14 +110,14 @@ class Zone:
                 return Resolution(RCODE.SERVFAIL)
             records = [] if behaviour is Behaviour.NXDOMAIN else self._records.get(name, [])
             if not records:
-                return Resolution(RCODE.NXDOMAIN, answer, [_soa(name)])
+                return Resolution(RCODE.NXDOMAIN, answer, [_soa(owner)])
             wanted = [r for r in records if qtype in (r.rtype, QTYPE.ANY)]
             if wanted:
                 answer += [RR(owner, r.rtype, rdata=r.rdata, ttl=r.ttl) for r in wanted]
                 return Resolution(RCODE.NOERROR, answer)
             cname = next((r for r in records if r.rtype == QTYPE.CNAME), None)
             if cname is None:
-                return Resolution(RCODE.NOERROR, answer, [_soa(name)])
+                return Resolution(RCODE.NOERROR, answer, [_soa(owner)])
             answer.append(RR(owner, QTYPE.CNAME, rdata=cname.rdata, ttl=cname.ttl))
             seen.add(name)
             owner = cname.rdata.label

@@ -85,6 +85,7 @@ class FakeDNS:
             self._add(name, rr.rtype, ttl, rr.rdata)
 
     def set_nxdomain(self, name: str) -> None:
+        """Forced failures override the name's records until remove() or clear()."""
         self._zone.set_behaviour(name, Behaviour.NXDOMAIN)
 
     def set_servfail(self, name: str) -> None:
@@ -94,12 +95,14 @@ class FakeDNS:
         self._zone.set_behaviour(name, Behaviour.TIMEOUT)
 
     def set_delay(self, name: str, seconds: float) -> None:
+        """Slows answers to questions about this very name, failures included."""
         self._zone.set_delay(name, seconds)
 
     def remove(self, name: str) -> None:
         self._zone.remove(name)
 
     def clear(self) -> None:
+        """Empties the zone but keeps the query log, which tests may still assert on."""
         self._zone.clear()
 
     @property
@@ -124,9 +127,9 @@ class FakeDNS:
         query = decode_query(packet)
         if query is None:
             return None
-        qname, qtype = str(query.q.qname), int(query.q.qtype)
+        qname, qtype = query.q.qname, int(query.q.qtype)
         with self._log_lock:
-            self._queries.append((normalize(qname), str(QTYPE[qtype])))
+            self._queries.append((normalize(str(qname)), str(QTYPE[qtype])))
         resolution = self._zone.resolve(qname, qtype)
         if resolution.drop:
             return None

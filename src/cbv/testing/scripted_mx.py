@@ -105,6 +105,8 @@ class ScriptedMX:
             await session.run()
         except (OSError, asyncio.IncompleteReadError):
             log.closed_by_client = True
+        except asyncio.CancelledError:
+            pass  # only stop() cancels, and Python 3.11 logs a cancelled handler as an error
         finally:
             writer.close()
             log.done = True

@@ -1,0 +1,120 @@
+"""The sans-I/O dialogue driven by hand: exact commands out for scripted replies in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from cbv.address import parse_address
+from cbv.callout.dialogue import Dialogue, Quit, Send, SessionSettings, StartTLS
+from cbv.model import Reason, Stage
+from cbv.protocol.smtp import Reply
+
+EHLO_PIPELINING = Reply(250, ("mx.test", "PIPELINING", "STARTTLS"))
+EHLO_PLAIN = Reply(250, ("mx.test",))
+
+
+def settings(**overrides: object) -> SessionSettings:
+    base: dict[str, object] = {"helo_name": "v.test", "senders": ("", "pm@v.test"),
+                               "probe_local_part": "probe123"}
+    base.update(overrides)
+    return SessionSettings(**base)  # type: ignore[arg-type]
+
+
+def run(dialogue: Dialogue, server: Callable[[bytes], Reply]) -> list[str]:
+    """Drive the dialogue with a server function; return every line sent."""
+    sent: list[str] = []
+    steps = dialogue.steps()
+    action = next(steps)
+    while not isinstance(action, Quit):
+        if isinstance(action, StartTLS):
+            action = steps.send([])
+            continue
+        assert isinstance(action, Send)
+        if not action.commands:
+            action = steps.send([server(b"")])
+            continue
+        replies = []
+        for command in action.commands:
+            sent.append(command.line.decode().strip())
+            replies.append(server(command.line))
+        action = steps.send(replies)
+    return sent
+
+
+def simple_server(rcpt: dict[str, Reply], ehlo: Reply = EHLO_PLAIN,
+                  mail_null: Reply = Reply(250, ("Ok",))) -> Callable[[bytes], Reply]:
+    def answer(line: bytes) -> Reply:
+        text = line.decode().strip()
+        if not text:
+            return Reply(220, ("mx.test ESMTP",))
+        if text.startswith("EHLO"):
+            return ehlo
+        if text == "MAIL FROM:<>":
+            return mail_null
+        if text.startswith("RCPT TO:<"):
+            return rcpt.get(text[9:-1], Reply(550, ("5.1.1 unknown",)))
+        return Reply(250, ("Ok",))
+    return answer
+
+
+def test_plain_session_sends_one_command_at_a_time() -> None:
+    alice = parse_address("alice@x.test")
+    dialogue = Dialogue(settings(), [alice])
+    sent = run(dialogue, simple_server({"alice@x.test": Reply(250, ("ok",))}))
+    assert sent == ["EHLO v.test", "MAIL FROM:<>", "RCPT TO:<probe123@x.test>",
+                    "RCPT TO:<alice@x.test>"]
+    outcome = dialogue.outcomes[alice]
+    assert (outcome.reason, outcome.stage, outcome.catch_all) == (Reason.ACCEPTED, Stage.RCPT,
+                                                                 False)
+
+
+def test_pipelining_batches_the_transaction() -> None:
+    batches: list[int] = []
+    alice = parse_address("alice@x.test")
+    dialogue = Dialogue(settings(starttls=False), [alice])
+    steps = dialogue.steps()
+    action = next(steps)
+    server = simple_server({}, ehlo=EHLO_PIPELINING)
+    while not isinstance(action, Quit):
+        assert isinstance(action, Send)
+        batches.append(len(action.commands))
+        action = steps.send([server(c.line) for c in action.commands] or [server(b"")])
+    assert batches == [0, 1, 3]
+    assert dialogue.outcomes[alice].reason is Reason.MAILBOX_UNKNOWN
+
+
+def test_null_sender_refused_without_pipelining_stops_before_rcpt() -> None:
+    alice = parse_address("alice@x.test")
+    dialogue = Dialogue(settings(), [alice])
+    sent = run(dialogue, simple_server({"alice@x.test": Reply(250, ("ok",))},
+                                       mail_null=Reply(550, ("5.7.1 no null sender",))))
+    assert sent[:3] == ["EHLO v.test", "MAIL FROM:<>", "MAIL FROM:<pm@v.test>"]
+    assert dialogue.sender_index == 1
+    assert dialogue.outcomes[alice].sender == "pm@v.test"
+
+
+def test_rcpt_budget_is_never_exceeded() -> None:
+    people = [parse_address(f"p{i}@x.test") for i in range(10)]
+    dialogue = Dialogue(settings(max_rcpts=4), people)
+    sent = run(dialogue, simple_server({}))
+    assert sum(line.startswith("RCPT") for line in sent) == 4
+    assert len(dialogue.outcomes) == 3 and len(dialogue.undecided) == 7
+    assert dialogue.host_failure is None
+
+
+def test_connection_lost_before_rcpt_asks_for_the_next_host() -> None:
+    alice = parse_address("alice@x.test")
+    dialogue = Dialogue(settings(), [alice])
+    dialogue.connection_lost(Stage.MAIL, Reason.TIMEOUT, "no reply")
+    assert dialogue.outcomes == {}
+    assert dialogue.host_failure is not None and dialogue.host_failure.stage is Stage.MAIL
+
+
+def test_connection_lost_at_rcpt_decides_the_current_address() -> None:
+    alice, bob = parse_address("alice@x.test"), parse_address("bob@x.test")
+    dialogue = Dialogue(settings(), [alice, bob])
+    dialogue.current = alice
+    dialogue.connection_lost(Stage.RCPT, Reason.CONNECTION_FAILED, "reset")
+    assert dialogue.outcomes[alice].reason is Reason.CONNECTION_FAILED
+    assert dialogue.undecided == [bob]
+    assert dialogue.host_failure is None  # bob gets a fresh session on the same host

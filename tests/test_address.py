@@ -1,0 +1,74 @@
+"""Strict address parsing: valid RFC 5321 mailboxes in, anything injectable out."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cbv.address import AddressError, parse_address, parse_domain
+
+
+@pytest.mark.parametrize(
+    ("text", "normalised"),
+    [
+        ("alice@Example.TEST", "alice@example.test"),
+        ("Alice.Smith+tag@example.test", "Alice.Smith+tag@example.test"),
+        ('"john doe"@example.test', '"john doe"@example.test'),
+        ('"a\\"b"@example.test', '"a\\"b"@example.test'),
+        ("anna@bücher.test", "anna@xn--bcher-kva.test"),
+        ("x@example.test.", "x@example.test"),
+        ("  x@example.test\t", "x@example.test"),
+        ("x@[192.0.2.1]", "x@[192.0.2.1]"),
+        ("x@[IPv6:2001:db8::1]", "x@[IPv6:2001:db8::1]"),
+        ("jürgen@example.test", "jürgen@example.test"),
+    ],
+)
+def test_valid_addresses(text: str, normalised: str) -> None:
+    assert str(parse_address(text)) == normalised
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("", "empty"),
+        ("alice", "no '@'"),
+        ("@example.test", "empty local"),
+        ("alice@", "empty domain"),
+        ("a..b@example.test", "bad local"),
+        (".a@example.test", "bad local"),
+        ("a b@example.test", "bad local"),
+        ("alice@exa mple.test", "bad domain label"),
+        ("alice@-bad.test", "bad domain label"),
+        ("a@b.test\r\nDATA", "CR"),
+        ("a@b.test\nRSET", "LF"),
+        ("a\x00@b.test", "NUL"),
+        ("<a@b.test>", "'<'"),
+        ("a@b.test>", "'>'"),
+        ("x" * 65 + "@b.test", "longer than 64"),
+        ("a@" + "b" * 64 + ".test", "bad domain label"),
+        ("a@[300.1.1.1]", "address literal"),
+        ('"unterminated@b.test', "bad"),
+        ("a\x7f@b.test", "control"),
+    ],
+)
+def test_invalid_addresses(text: str, why: str) -> None:
+    with pytest.raises(AddressError, match=why):
+        parse_address(text)
+
+
+@given(st.text(max_size=80))
+def test_parsed_addresses_never_carry_smtp_metacharacters(text: str) -> None:
+    try:
+        address = parse_address(text)
+    except AddressError:
+        return
+    rendered = str(address)
+    assert not any(c in rendered for c in "\r\n\0<>")
+    assert rendered.count("@") >= 1
+
+
+def test_parse_domain() -> None:
+    assert parse_domain("Example.TEST.") == "example.test"
+    with pytest.raises(AddressError):
+        parse_domain("bad_domain.test")
