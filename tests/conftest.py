@@ -1,1 +1,1 @@
-pytest_plugins = ["cbv.testing.pytest_plugin"]
+pytest_plugins = ["cbv.testing.pytest_plugin", "tests.world"]

@@ -188,7 +188,7 @@ def config_from_dict(data: dict[str, Any], source: str = "config") -> Config:
 
 def load_config(path: str | Path | None = None) -> Config:
     """--config, else $CBV_CONFIG, else /etc/cbv/cbv.toml if present, else defaults."""
-    chosen = path or os.environ.get("CBV_CONFIG")
+    chosen = path or os.environ.get("CBV_CONFIG") or None
     if chosen is None:
         if not DEFAULT_CONFIG_PATH.exists():
             return Config()

@@ -6,7 +6,7 @@ import pytest
 
 from cbv.model import Reason, Result, Stage
 from cbv.testing import MXScript, Reply
-from tests.engine.conftest import HELO, World
+from tests.world import HELO, World
 
 ALICE = "alice@example.test"
 KNOWN = [("alice@example.test", Reply(250, "2.1.5 Ok"))]

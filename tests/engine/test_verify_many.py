@@ -5,7 +5,7 @@ from __future__ import annotations
 from cbv.engine.verifier import Verifier
 from cbv.model import Reason, Result
 from cbv.testing import MXScript, Reply
-from tests.engine.conftest import World
+from tests.world import World
 
 OK = Reply(250, "2.1.5 Ok")
 BLOCKED = Reply(550, "5.7.1 <{addr}>: policy says no")

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from cbv.cli import render
+from cbv.cli.demo import demo
 from cbv.cli.inputs import InputError, read_addresses
 from cbv.config import Config, ConfigError, load_config
 from cbv.engine.verifier import Verifier
@@ -108,3 +109,6 @@ def verify(
         fail(str(exc))
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+cli.add_command(demo)

@@ -93,7 +93,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("forbidden", "the MX points at a network cbv may not dial", Reason.TARGET_FORBIDDEN,
              dns=_forbidden),
     Scenario("bad-syntax", "an address that could inject SMTP", Reason.BAD_SYNTAX,
-             local_part="alice>\\r\\nDATA"),
+             local_part="alice>\r\nDATA"),
 )
 
 

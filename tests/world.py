@@ -15,7 +15,7 @@ from cbv.testing import FakeDNS, MXFarm, MXScript, ScriptedMX, start_farm
 HELO = "verifier.cbv.test"
 
 
-def test_config(nameserver: str, port: int, **sections: dict[str, Any]) -> Config:
+def make_config(nameserver: str, port: int, **sections: dict[str, Any]) -> Config:
     """Short timeouts, loopback allowed, the fake DNS; sections override per test."""
     data: dict[str, dict[str, Any]] = {
         "dns": {"nameservers": [nameserver], "timeout": 2.0},
@@ -60,7 +60,7 @@ class World:
 
     def config(self, port: int | None = None, **sections: dict[str, Any]) -> Config:
         chosen = port if port is not None else (self.farms[-1].port if self.farms else 25)
-        return test_config(self.dns.nameserver, chosen, **sections)
+        return make_config(self.dns.nameserver, chosen, **sections)
 
     async def verify(self, address: str, port: int | None = None,
                      **sections: dict[str, Any]):  # type: ignore[no-untyped-def]

@@ -1,0 +1,3 @@
+from cbv.cli.main import cli
+
+cli()

@@ -1,0 +1,78 @@
+"""`cbv demo`: every kind of verdict, from a zoo of fake MX hosts on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from cbv.cli.render import RESULT_STYLES
+from cbv.config import Config, config_from_dict
+from cbv.engine.verifier import Verifier
+from cbv.model import Verdict
+from cbv.testing.fake_dns import FakeDNS
+from cbv.testing.zoo import SCENARIOS, Scenario, start_zoo
+
+
+def demo_config(nameserver: str, port: int) -> Config:
+    """Only loopback is dialled; timeouts short so the tarpit ends the demo quickly."""
+    return config_from_dict({
+        "dns": {"nameservers": [nameserver], "timeout": 2.0},
+        "callout": {"port": port, "helo_name": "verifier.demo.test", "command_timeout": 1.5,
+                    "connect_timeout": 1.5, "total_timeout": 5.0},
+        "security": {"allowed_target_networks": ["127.0.0.0/8"]},
+        "cache": {"url": "memory://"},
+    }, "demo")
+
+
+async def run_demo() -> list[tuple[Scenario, Verdict]]:
+    with FakeDNS() as dns:
+        async with await start_zoo(dns) as zoo, Verifier(demo_config(dns.nameserver,
+                                                                     zoo.port)) as verifier:
+            verdicts = await asyncio.gather(*(verifier.verify(s.address()) for s in SCENARIOS))
+    return list(zip(SCENARIOS, verdicts, strict=True))
+
+
+def render_table(rows: list[tuple[Scenario, Verdict]]) -> Table:
+    table = Table(title="cbv demo: one fake mail exchanger per behaviour, all on loopback",
+                  caption="addresses are alice@<scenario>.zoo.test")
+    table.add_column("scenario", no_wrap=True, min_width=19)
+    table.add_column("what the MX does", style="dim", max_width=28, overflow="ellipsis",
+                     no_wrap=True)
+    table.add_column("result", no_wrap=True, min_width=14)
+    table.add_column("reason", no_wrap=True, min_width=20)
+    table.add_column("stage", no_wrap=True, min_width=6)
+    table.add_column("deciding reply or detail", max_width=42, overflow="ellipsis",
+                     no_wrap=True)
+    table.add_column("ms", justify="right", no_wrap=True, min_width=5)
+    for scenario, verdict in rows:
+        reply = verdict.reply
+        shown = " ".join(
+            part for part in (str(reply.code), reply.enhanced or "", reply.text) if part
+        ) if reply else (verdict.detail or "")
+        style = RESULT_STYLES[verdict.result]
+        result = f"[{style}]{verdict.result.value}[/{style}]"
+        if verdict.catch_all:
+            result += " [magenta]catch-all[/magenta]"
+        mark = "" if verdict.reason is scenario.expected else " [red](unexpected)[/red]"
+        table.add_row(
+            scenario.name, scenario.description, result, verdict.reason.value + mark,
+            verdict.stage.value if verdict.stage else "", escape(shown.replace("\n", " / ")),
+            f"{verdict.duration_ms:.0f}",
+        )
+    return table
+
+
+@click.command()
+def demo() -> None:
+    """Verify one address per MX behaviour against fakes on loopback; no network needed."""
+    rows = asyncio.run(run_demo())
+    console = Console(highlight=False)
+    console.width = max(console.width, 160)
+    console.print(render_table(rows))
+    unexpected = [s.name for s, v in rows if v.reason is not s.expected]
+    if unexpected:
+        console.print(f"[red]unexpected verdicts: {', '.join(unexpected)}[/red]")

@@ -1,0 +1,140 @@
+"""`cbv verify` as a user runs it: a subprocess with a config file, against the fakes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from cbv.testing import FakeDNS, MXScript, Reply
+from tests.world import World
+
+CBV = [sys.executable, "-m", "cbv.cli"]
+
+
+def write_config(path: Path, world: World, extra: str = "") -> Path:
+    path.write_text(
+        f"""
+[dns]
+nameservers = ["{world.dns.nameserver}"]
+timeout = 2.0
+
+[callout]
+port = {world.farms[-1].port}
+helo_name = "verifier.cbv.test"
+command_timeout = 2.0
+total_timeout = 5.0
+
+[security]
+allowed_target_networks = ["127.0.0.0/8"]
+
+[cache]
+url = "memory://"
+{extra}
+"""
+    )
+    return path
+
+
+async def run_cbv(*args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
+    env = {**os.environ, "COLUMNS": "200", "CBV_CONFIG": ""}
+    process = await asyncio.create_subprocess_exec(
+        *CBV, *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=env,
+    )
+    out, err = await asyncio.wait_for(process.communicate(stdin), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+async def mail_world(world: World) -> World:
+    await world.mx("example.test", {"127.0.0.2": MXScript(
+        rcpt=[("alice@example.test", Reply(250, "2.1.5 Ok")),
+              ("blocked@example.test", Reply(550, "5.7.1 blocked by policy"))])})
+    world.dns.set_nxdomain("gone.test")
+    return world
+
+
+async def test_json_lines_in_input_order(mail_world: World, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "cbv.toml", mail_world)
+    addresses = ["alice@example.test", "bob@example.test", "x@gone.test", "not an address",
+                 "blocked@example.test"]
+    code, out, err = await run_cbv("verify", "--config", str(config), "--json", *addresses)
+    assert code == 0, err
+    verdicts = [json.loads(line) for line in out.splitlines()]
+    assert [v["address"] for v in verdicts] == addresses
+    assert [(v["result"], v["reason"]) for v in verdicts] == [
+        ("pass", "accepted"), ("fail", "mailbox_unknown"), ("fail", "no_mail_domain"),
+        ("fail", "bad_syntax"), ("unknown", "policy_rejection"),
+    ]
+    assert verdicts[0]["smtp_cbv_result"] == "pass" and verdicts[0]["mx"] == "mx1.example.test"
+    assert verdicts[0]["transcript"] is None
+
+
+async def test_transcript_and_readable_output(mail_world: World, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "cbv.toml", mail_world)
+    code, out, _ = await run_cbv("verify", "--config", str(config), "--transcript",
+                                 "alice@example.test")
+    assert code == 0
+    assert "alice@example.test  PASS  accepted" in out
+    assert "C: RCPT TO:<alice@example.test>" in out and "S: 250 2.1.5 Ok" in out
+
+
+async def test_file_input_plain_and_csv_output(mail_world: World, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "cbv.toml", mail_world)
+    listing = tmp_path / "list.txt"
+    listing.write_text("# senders\nalice@example.test\n\nbob@example.test\n")
+    code, out, _ = await run_cbv("verify", "--config", str(config), "--file", str(listing),
+                                 "--output", "csv")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("address,result,reason")
+    assert lines[1].startswith("alice@example.test,pass,accepted")
+    assert lines[2].startswith("bob@example.test,fail,mailbox_unknown")
+
+
+async def test_csv_input_with_email_column_from_stdin(mail_world: World, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "cbv.toml", mail_world)
+    data = b"name,email\nAlice,alice@example.test\nBob,bob@example.test\n"
+    code, out, _ = await run_cbv("verify", "--config", str(config), "--file", "-", "--json",
+                                 stdin=data)
+    assert code == 0
+    assert [json.loads(line)["address"] for line in out.splitlines()] == [
+        "alice@example.test", "bob@example.test"]
+
+
+@pytest.mark.parametrize(
+    ("args", "config_text", "message"),
+    [
+        (["verify"], None, "no addresses given"),
+        (["verify", "--config", "{tmp}/missing.toml", "a@b.test"], None, "no such file"),
+        (["verify", "--config", "{tmp}/bad.toml", "a@b.test"], "[callout]\nbogus = 1\n",
+         "callout.bogus: unknown key"),
+        (["verify", "--config", "{tmp}/bad.toml", "a@b.test"], "[callout\n", "invalid TOML"),
+        (["verify", "--config", "{tmp}/bad.toml", "a@b.test"], "[callout]\nport = 'x'\n",
+         "callout.port"),
+        (["verify", "--file", "{tmp}/bad.csv"], None, "needs an 'email' column"),
+    ],
+)
+async def test_bad_input_is_one_clear_line(tmp_path: Path, fake_dns: FakeDNS, args: list[str],
+                                           config_text: str | None, message: str) -> None:
+    if config_text is not None:
+        (tmp_path / "bad.toml").write_text(config_text)
+    (tmp_path / "bad.csv").write_text("name,mail\nx,y\n")
+    code, out, err = await run_cbv(*(a.replace("{tmp}", str(tmp_path)) for a in args))
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+async def test_demo_shows_every_scenario_as_expected() -> None:
+    code, out, err = await run_cbv("demo")
+    assert code == 0, err
+    assert "unexpected" not in out
+    for name in ("accepted", "policy-block", "greylisting", "null-mx", "forbidden", "tarpit"):
+        assert name in out
