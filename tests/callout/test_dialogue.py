@@ -11,6 +11,7 @@ from cbv.protocol.smtp import Reply
 
 EHLO_PIPELINING = Reply(250, ("mx.test", "PIPELINING", "STARTTLS"))
 EHLO_PLAIN = Reply(250, ("mx.test",))
+MAIL_OK = Reply(250, ("Ok",))
 
 
 def settings(**overrides: object) -> SessionSettings:
@@ -42,7 +43,7 @@ def run(dialogue: Dialogue, server: Callable[[bytes], Reply]) -> list[str]:
 
 
 def simple_server(rcpt: dict[str, Reply], ehlo: Reply = EHLO_PLAIN,
-                  mail_null: Reply = Reply(250, ("Ok",))) -> Callable[[bytes], Reply]:
+                  mail_null: Reply = MAIL_OK) -> Callable[[bytes], Reply]:
     def answer(line: bytes) -> Reply:
         text = line.decode().strip()
         if not text:

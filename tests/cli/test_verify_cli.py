@@ -126,7 +126,7 @@ async def test_bad_input_is_one_clear_line(tmp_path: Path, fake_dns: FakeDNS, ar
     if config_text is not None:
         (tmp_path / "bad.toml").write_text(config_text)
     (tmp_path / "bad.csv").write_text("name,mail\nx,y\n")
-    code, out, err = await run_cbv(*(a.replace("{tmp}", str(tmp_path)) for a in args))
+    code, _, err = await run_cbv(*(a.replace("{tmp}", str(tmp_path)) for a in args))
     assert code == 2
     assert message in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
