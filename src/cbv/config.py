@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 import tomllib
 from pathlib import Path
+from string import Formatter
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from cbv.address import AddressError, parse_domain
+from cbv.cache.location import CacheLocation, parse_cache_location
+from cbv.endpoint import Endpoint, parse_endpoint
 
 DEFAULT_CONFIG_PATH = Path("/etc/cbv/cbv.toml")
 
@@ -127,12 +140,63 @@ class SecurityConfig(_Section):
 
 
 class CacheConfig(_Section):
-    url: str = ""  # "" = SQLite in the user's state directory
+    """Lifetimes in seconds; 0 means "do not cache this class"."""
+
+    url: str = ""  # "" = SQLite: `path`, else a file in the user's state directory
+    path: str = ""
     pass_ttl: int = Field(default=7 * 86_400, ge=0)
     pass_refresh: int = Field(default=86_400, ge=0)
     fail_ttl: int = Field(default=3 * 3_600, ge=0)
     transient_ttl: int = Field(default=300, ge=0)
     unknown_ttl: int = Field(default=3_600, ge=0)
+    catch_all_ttl: int = Field(default=86_400, ge=0)
+    null_sender_ttl: int = Field(default=86_400, ge=0)
+    vrfy_ttl: int = Field(default=86_400, ge=0)
+    unreachable_ttl: int = Field(default=120, ge=0)
+    memory_entries: int = Field(default=100_000, ge=0)
+    memory_ttl: float = Field(default=30.0, ge=0, le=86_400)
+    hmac_key: str = ""
+    redis_timeout: PositiveSeconds = 0.5
+    redis_retry_interval: PositiveSeconds = 2.0
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parse_cache_location(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check_combination(self) -> CacheConfig:
+        if self.path and self.url:
+            raise ValueError("set cache.url or cache.path, not both")
+        if self.pass_refresh > self.pass_ttl:
+            raise ValueError("pass_refresh must not exceed pass_ttl")
+        return self
+
+    def location(self) -> CacheLocation:
+        return parse_cache_location(self.url, self.path)
+
+
+class LimitsConfig(_Section):
+    """Good citizenship: how hard cbv may press on one domain, one MX and the Internet."""
+
+    domain_per_minute: float = Field(default=30.0, gt=0, le=1_000_000)
+    domain_burst: int = Field(default=10, ge=1, le=100_000)
+    domain_overrides: dict[str, float] = Field(default_factory=dict)  # domain -> per minute
+    mx_concurrency: int = Field(default=5, ge=1, le=10_000)
+    max_in_flight: int = Field(default=500, ge=1, le=100_000)
+    max_wait: float = Field(default=5.0, ge=0, le=600)
+
+    @field_validator("domain_overrides")
+    @classmethod
+    def _check_overrides(cls, value: dict[str, float]) -> dict[str, float]:
+        for domain, rate in value.items():
+            if not rate > 0:
+                raise ValueError(f"rate for {domain!r} must be above 0")
+        return {k.lower().rstrip("."): v for k, v in value.items()}
+
+    def domain_rate(self, domain: str) -> float:
+        return self.domain_overrides.get(domain, self.domain_per_minute)
 
 
 class ServerConfig(_Section):
@@ -142,15 +206,216 @@ class ServerConfig(_Section):
     smtpcbd: str = "127.0.0.1:4571"
     milter: str = ""
     http: str = ""
+    answer_within: PositiveSeconds = Field(
+        default=8.0, description="slower callouts are answered 'in progress' and finish behind"
+    )
+    fail_open: bool = Field(default=True, description="internal error: accept (DUNNO), not defer")
+    shutdown_timeout: PositiveSeconds = Field(
+        default=10.0, description="SIGTERM: how long requests in flight may take to finish"
+    )
+    idle_timeout: PositiveSeconds = Field(
+        default=900.0, description="close client connections silent for this long"
+    )
+
+    @field_validator("policy", "smtpcbd", "milter", "http")
+    @classmethod
+    def _check_endpoint(cls, value: str) -> str:
+        if value.strip():
+            parse_endpoint(value)
+        return value.strip()
+
+    def endpoints(self) -> dict[str, Endpoint]:
+        """The listeners turned on, by name."""
+        named = {"policy": self.policy, "smtpcbd": self.smtpcbd, "milter": self.milter,
+                 "http": self.http}
+        return {name: parse_endpoint(value) for name, value in named.items() if value}
 
 
-class PolicyConfig(_Section):
+_REPLY = re.compile(
+    r"(?P<code>[245]\d\d)(?: (?P<enhanced>[245]\.\d{1,3}\.\d{1,3}))? (?P<text>\S.*)"
+)
+REPLY_FIELDS = frozenset({"address", "reason", "why"})
+
+
+def parse_reply_template(template: str) -> tuple[int, str | None, str]:
+    """ "550 5.1.7 text" -> (550, "5.1.7", "text"); the enhanced code is optional."""
+    match = _REPLY.fullmatch(template)
+    if match is None:
+        raise ValueError(f"{template!r} is not 'CODE [X.Y.Z] text'")
+    enhanced = match["enhanced"]
+    if enhanced and enhanced[0] != match["code"][0]:
+        raise ValueError(f"{template!r}: the enhanced code's class differs from the reply code's")
+    return int(match["code"]), enhanced, match["text"]
+
+
+def _check_placeholders(template: str) -> None:
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in Formatter().parse(template)
+                  if name is not None]
+    except ValueError as exc:
+        raise ValueError(f"{template!r}: {exc}") from None
+    for name, spec, conv in fields:
+        if name not in REPLY_FIELDS or spec or conv:
+            known = ", ".join(f"{{{field}}}" for field in sorted(REPLY_FIELDS))
+            raise ValueError(f"{template!r}: unknown placeholder {{{name}}} (known: {known})")
+
+
+def _check_reply(template: str | None, codes: str) -> str | None:
+    if template is None:
+        return None
+    if any(c in template for c in "\r\n\0"):
+        raise ValueError("a reply text must be one line")
+    _check_placeholders(template)
+    code, _, _ = parse_reply_template(template)
+    if str(code)[0] not in codes:
+        raise ValueError(f"{template!r}: the code must be {codes[0]}xx")
+    return template
+
+
+class ReplyTexts(_Section):
+    """SMTP replies; None means the Postfix-style default for what is verified.
+
+    Placeholders: {address}, {reason} (the verdict's reason) and {why} (reason, the MX
+    and its reply). Postfix puts "<address>: Sender address rejected: " before the text.
+    """
+
+    reject: str | None = None
+    defer: str | None = None
+    in_progress: str | None = None
+    quarantine: str | None = None
+    error: str | None = None
+
+    @field_validator("reject")
+    @classmethod
+    def _check_reject(cls, value: str | None) -> str | None:
+        return _check_reply(value, "5")
+
+    @field_validator("defer", "in_progress", "error")
+    @classmethod
+    def _check_defer(cls, value: str | None) -> str | None:
+        return _check_reply(value, "4")
+
+    @field_validator("quarantine")
+    @classmethod
+    def _check_quarantine(cls, value: str | None) -> str | None:
+        if value is not None:
+            if not value.strip() or any(c in value for c in "\r\n\0"):
+                raise ValueError("the quarantine reason must be one non-empty line")
+            _check_placeholders(value)
+        return value
+
+
+def _normalise_pattern(entry: str) -> str:
+    """An address or domain, maybe with * and ? wildcards; plain domains in A-label form."""
+    text = entry.strip().lower()
+    if not text or any(c.isspace() for c in text):
+        raise ValueError(f"{entry!r} is not an address, domain or pattern")
+    local, sep, domain = text.rpartition("@")
+    if not any(c in domain for c in "*?["):
+        domain = parse_domain(domain)
+    return f"{local}{sep}{domain}"
+
+
+def _normalise_domain_key(entry: str) -> str:
+    text = entry.strip().lower()
+    if text.startswith("*."):
+        return "*." + parse_domain(text[2:])
+    return parse_domain(text)
+
+
+Action = Literal["reject", "quarantine", "accept"]
+TransientAction = Literal["defer", "accept"]
+VerifyWhat = Literal["sender", "recipient"]
+Score = Annotated[float, Field(ge=0, le=1000)]
+
+
+class _PolicyRules(_Section):
+    """Validation shared by [policy] and its per-domain tables."""
+
+    @field_validator("subject_tag", check_fields=False)
+    @classmethod
+    def _check_tag(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or any(c in value for c in "\r\n\0")):
+            raise ValueError("the subject tag must be one non-empty line")
+        return value
+
+    @field_validator("allowlist", check_fields=False)
+    @classmethod
+    def _check_allowlist(cls, value: list[str] | None) -> list[str] | None:
+        try:
+            return None if value is None else [_normalise_pattern(entry) for entry in value]
+        except AddressError as exc:
+            raise ValueError(str(exc)) from None
+
+
+class DomainPolicy(_PolicyRules):
+    """[policy.domains."example.com"]: what is set here replaces the [policy] value."""
+
+    enabled: bool | None = None
+    verify: VerifyWhat | None = None
+    on_fail: Action | None = None
+    on_transient: TransientAction | None = None
+    on_unknown: Literal["accept"] | None = None
+    dry_run: bool | None = None
+    tag_subject: bool | None = None
+    subject_tag: str | None = None
+    score: Score | None = None
+    add_header: bool | None = None
+    exclude_authenticated: bool | None = None
+    exclude_local: bool | None = None
+    allowlist: list[str] | None = None
+    replies: ReplyTexts | None = None
+
+
+class PolicyConfig(_PolicyRules):
+    enabled: bool = Field(default=True, description="false: only domains that enable it")
     phase: Literal["mailfrom", "rcptto"] = "mailfrom"
-    verify: Literal["sender", "recipient"] = "sender"
-    on_fail: Literal["reject", "quarantine", "accept"] = "reject"
-    on_transient: Literal["defer", "accept"] = "defer"
+    verify: VerifyWhat = "sender"
+    on_fail: Action = "reject"
+    on_transient: TransientAction = "defer"
     on_unknown: Literal["accept"] = "accept"
     dry_run: bool = False
+    tag_subject: bool = False
+    subject_tag: str = "*** CBV ***"
+    score: Score = 1.0
+    add_header: bool = False
+    exclude_authenticated: bool = True
+    exclude_local: bool = True
+    allowlist: list[str] = Field(default_factory=list)
+    local_domains: list[str] = Field(default_factory=list)
+    local_networks: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    replies: ReplyTexts = Field(default_factory=ReplyTexts)
+    domains: dict[str, DomainPolicy] = Field(default_factory=dict)
+
+    @field_validator("local_domains")
+    @classmethod
+    def _check_local_domains(cls, value: list[str]) -> list[str]:
+        try:
+            return [_normalise_pattern(entry) for entry in value]
+        except AddressError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("local_networks")
+    @classmethod
+    def _check_local_networks(cls, value: list[str]) -> list[str]:
+        for net in value:
+            ipaddress.ip_network(net, strict=False)
+        return value
+
+    @field_validator("domains")
+    @classmethod
+    def _check_domains(cls, value: dict[str, DomainPolicy]) -> dict[str, DomainPolicy]:
+        try:
+            return {_normalise_domain_key(key): rules for key, rules in value.items()}
+        except AddressError as exc:
+            raise ValueError(str(exc)) from None
+
+
+class LogConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "text"] = Field(
+        default="auto", description="auto: text on a terminal, JSON lines otherwise"
+    )
 
 
 class EngineConfig(_Section):
@@ -163,8 +428,10 @@ class Config(_Section):
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
 
 
 def _describe(error: ValidationError, source: str) -> str:

@@ -131,9 +131,8 @@ class CalloutRunner:
             try:
                 await run_session(target, dialogue, self._options, deadline, lines)
             except TlsHandshakeFailed:
-                if use_tls:
-                    use_tls = False
-                    continue
+                use_tls = False  # the same host again, in plain text
+                continue
             sender_index = dialogue.sender_index
             for address, outcome in dialogue.outcomes.items():
                 decided[address] = _Decided(outcome, target)
