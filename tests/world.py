@@ -28,6 +28,7 @@ def make_config(nameserver: str, port: int, **sections: dict[str, Any]) -> Confi
         },
         "security": {"allowed_target_networks": ["127.0.0.0/8"]},
         "cache": {"url": "memory://"},
+        "limits": {"domain_burst": 1000},
     }
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)

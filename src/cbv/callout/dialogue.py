@@ -80,7 +80,8 @@ class Dialogue:
     sender_index: int = 0
     outcomes: dict[Address, Outcome] = field(default_factory=dict)
     host_failure: Outcome | None = None  # set when the next host should be tried
-    catch_all: bool | None = None
+    catch_all: bool | None = None  # may start from what is already known of the domain
+    vrfy_decisive: bool | None = None  # whether any VRFY got an answer that decides
     tls_active: bool = False
     current: Address | None = None
     _rcpts_sent: int = 0
@@ -161,7 +162,9 @@ class Dialogue:
             self.current = address
             if self.settings.try_vrfy:
                 (reply,) = yield _send("VRFY", str(address), Stage.VRFY)
-                if vrfy_is_decisive(reply):
+                decisive = vrfy_is_decisive(reply)
+                self.vrfy_decisive = bool(self.vrfy_decisive) or decisive
+                if decisive:
                     reason = Reason.VRFY_ACCEPTED if reply.is_positive else classify_rcpt(reply)
                     self._decide(address, Outcome(reason, Stage.VRFY, reply, self.catch_all))
                     continue

@@ -6,8 +6,10 @@ import secrets
 import ssl
 import string
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from cbv.address import Address, AddressError, parse_address
 from cbv.callout.dialogue import Dialogue, Outcome, SessionSettings
@@ -63,17 +65,77 @@ def smtp_reply(reply: Reply | None) -> SmtpReply | None:
 
 
 @dataclass(frozen=True, slots=True)
+class DomainKnowledge:
+    """Facts about a domain's mail exchangers: hints going into a callout (each spares a
+    command or a host) and what a callout learned. None means not known."""
+
+    catch_all: bool | None = None  # known: no probe, the verdict reports this value
+    refuses_null_sender: bool | None = None  # True: start at the fallback sender
+    vrfy_useful: bool | None = None  # False: skip VRFY even when try_vrfy_first is set
+    unreachable: bool | None = None  # learned only: every host failed to connect
+
+
+NOTHING_KNOWN = DomainKnowledge()
+
+
+@dataclass(frozen=True, slots=True)
+class CalloutReport:
+    verdicts: dict[Address, Verdict]
+    learned: DomainKnowledge
+
+
+class HostSlots(Protocol):
+    def slot(self, target: Target) -> AbstractAsyncContextManager[bool]:
+        """Hold one of the host's session slots; yields False if none came free in time."""
+        ...
+
+
+class UnlimitedHostSlots:
+    @asynccontextmanager
+    async def slot(self, target: Target) -> AsyncIterator[bool]:
+        yield True
+
+
+@dataclass(frozen=True, slots=True)
 class _Decided:
     outcome: Outcome
     target: Target | None
 
 
+@dataclass
+class _Sessions:
+    """What the sessions of one callout decided, and what they showed about the domain."""
+
+    decided: dict[Address, _Decided] = field(default_factory=dict)
+    sender_index: int = 0
+    catch_all: bool | None = None
+    vrfy_decisive: bool | None = None
+    reached_a_host: bool = False
+    tried_every_host: bool = False
+
+
+_CONNECT_FAILURES = (Reason.CONNECTION_FAILED, Reason.TIMEOUT)
+
+
+def _failed_to_connect(dialogue: Dialogue) -> bool:
+    failure = dialogue.host_failure
+    return (
+        failure is not None
+        and failure.stage is Stage.CONNECT
+        and failure.reason in _CONNECT_FAILURES
+        and not dialogue.outcomes
+    )
+
+
 class CalloutRunner:
     """Verifies a group of addresses that share one domain, host by host."""
 
-    def __init__(self, config: Config, resolver: Resolver) -> None:
+    def __init__(
+        self, config: Config, resolver: Resolver, host_slots: HostSlots | None = None
+    ) -> None:
         callout = config.callout
         self._config = callout
+        self._host_slots: HostSlots = host_slots or UnlimitedHostSlots()
         self._planner = Planner(callout, resolver, TargetPolicy(
             config.security.allowed_target_networks))
         self._senders = sender_sequence(callout)
@@ -96,19 +158,44 @@ class CalloutRunner:
         self, addresses: Sequence[Address], transcript: bool = False
     ) -> dict[Address, Verdict]:
         """All `addresses` must share `mx_domain`; each gets exactly one Verdict."""
+        return (await self.run_report(addresses, transcript)).verdicts
+
+    async def run_report(
+        self,
+        addresses: Sequence[Address],
+        transcript: bool = False,
+        known: DomainKnowledge = NOTHING_KNOWN,
+    ) -> CalloutReport:
+        """`run`, guided by what is `known` of the domain, also reporting what it learned."""
         started = time.monotonic()
         deadline = started + self._config.total_timeout
         lines: list[TranscriptLine] | None = [] if transcript else None
         first = addresses[0]
         plan = await self._planner.plan(self.mx_domain(first), first.literal_ip)
         if plan.failure is not None:
-            decided = {a: _Decided(plan.failure, None) for a in addresses}
+            sessions = _Sessions({a: _Decided(plan.failure, None) for a in addresses})
         else:
-            decided = await self._sessions(addresses, plan.targets, deadline, lines)
-        return {
-            address: self._verdict(address, decided[address], started, lines)
+            sessions = await self._sessions(addresses, plan.targets, deadline, lines, known)
+        verdicts = {
+            address: self._verdict(address, sessions.decided[address], started, lines)
             for address in addresses
         }
+        return CalloutReport(verdicts, self._learned(sessions, known))
+
+    def _first_sender(self, known: DomainKnowledge) -> int:
+        skip_null = known.refuses_null_sender and self._senders[0] == ""
+        return 1 if skip_null and len(self._senders) > 1 else 0
+
+    def _learned(self, sessions: _Sessions, known: DomainKnowledge) -> DomainKnowledge:
+        first = self._first_sender(known)
+        null_refused = self._senders[first] == "" and sessions.sender_index > first
+        unreachable = sessions.tried_every_host and not sessions.reached_a_host
+        return DomainKnowledge(
+            catch_all=sessions.catch_all if known.catch_all is None else None,
+            refuses_null_sender=True if null_refused else None,
+            vrfy_useful=sessions.vrfy_decisive,
+            unreachable=True if unreachable else None,
+        )
 
     async def _sessions(
         self,
@@ -116,24 +203,35 @@ class CalloutRunner:
         targets: Sequence[Target],
         deadline: float,
         lines: list[TranscriptLine] | None,
-    ) -> dict[Address, _Decided]:
-        decided: dict[Address, _Decided] = {}
+        known: DomainKnowledge,
+    ) -> _Sessions:
+        sessions = _Sessions(sender_index=self._first_sender(known))
+        decided = sessions.decided
         pending = list(addresses)
         last_failure = _Decided(
             Outcome(Reason.TIMEOUT, Stage.CONNECT, detail="callout budget exhausted"), None
         )
-        sender_index = 0
         index = 0
         use_tls = self._options.tls_context is not None
         while pending and index < len(targets) and time.monotonic() < deadline:
             target = targets[index]
-            dialogue = Dialogue(self._settings(use_tls), pending, sender_index)
-            try:
-                await run_session(target, dialogue, self._options, deadline, lines)
-            except TlsHandshakeFailed:
-                use_tls = False  # the same host again, in plain text
-                continue
-            sender_index = dialogue.sender_index
+            dialogue = Dialogue(
+                self._settings(use_tls, known), pending, sessions.sender_index,
+                catch_all=known.catch_all,
+            )
+            async with self._host_slots.slot(target) as admitted:
+                if not admitted:
+                    dialogue.connection_lost(
+                        Stage.CONNECT, Reason.RATE_LIMITED,
+                        f"{target.host}[{target.ip}]: too many callouts in flight to this host",
+                    )
+                else:
+                    try:
+                        await run_session(target, dialogue, self._options, deadline, lines)
+                    except TlsHandshakeFailed:
+                        use_tls = False  # the same host again, in plain text
+                        continue
+            self._observe(sessions, dialogue, admitted)
             for address, outcome in dialogue.outcomes.items():
                 decided[address] = _Decided(outcome, target)
             still = dialogue.undecided
@@ -143,18 +241,31 @@ class CalloutRunner:
                 index += 1
                 use_tls = self._options.tls_context is not None
             pending = still
+        sessions.tried_every_host = index >= len(targets)
         for address in pending:
             decided[address] = last_failure
-        return decided
+        return sessions
 
-    def _settings(self, use_tls: bool) -> SessionSettings:
+    @staticmethod
+    def _observe(sessions: _Sessions, dialogue: Dialogue, admitted: bool) -> None:
+        """A host that was busy (not admitted) is not evidence that the domain is unreachable."""
+        sessions.sender_index = dialogue.sender_index
+        if not admitted or not _failed_to_connect(dialogue):
+            sessions.reached_a_host = True
+        if dialogue.catch_all is not None:
+            sessions.catch_all = dialogue.catch_all
+        if dialogue.vrfy_decisive is not None:
+            sessions.vrfy_decisive = bool(sessions.vrfy_decisive) or dialogue.vrfy_decisive
+
+    def _settings(self, use_tls: bool, known: DomainKnowledge) -> SessionSettings:
         config = self._config
+        probe = config.detect_catch_all and known.catch_all is None
         return SessionSettings(
             helo_name=config.helo_name,
             senders=self._senders,
-            try_vrfy=config.try_vrfy_first,
+            try_vrfy=config.try_vrfy_first and known.vrfy_useful is not False,
             starttls=use_tls,
-            probe_local_part=random_local_part() if config.detect_catch_all else None,
+            probe_local_part=random_local_part() if probe else None,
             max_rcpts=config.max_rcpts_per_session,
         )
 

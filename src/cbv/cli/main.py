@@ -13,8 +13,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from cbv.cli import render
+from cbv.cli.cache_cmd import cache
 from cbv.cli.demo import demo
 from cbv.cli.inputs import InputError, read_addresses
+from cbv.cli.serve import serve
 from cbv.config import Config, ConfigError, load_config
 from cbv.engine.verifier import Verifier
 from cbv.model import Verdict
@@ -52,7 +54,11 @@ def _formatter(output: str, console: Console) -> Callable[[Verdict], None]:
 
 
 async def _verify_all(
-    config: Config, addresses: list[str], transcript: bool, emit: Callable[[Verdict], None]
+    config: Config,
+    addresses: list[str],
+    transcript: bool,
+    emit: Callable[[Verdict], None],
+    use_cache: bool = True,
 ) -> None:
     """Verify concurrently, print in input order as soon as order allows."""
     done: dict[int, Verdict] = {}
@@ -66,7 +72,9 @@ async def _verify_all(
     async with Verifier(config) as verifier:
         with progress:
             task = progress.add_task("verifying", total=len(addresses))
-            async for index, verdict in verifier.iter_verify(addresses, transcript=transcript):
+            async for index, verdict in verifier.iter_verify(
+                addresses, transcript=transcript, use_cache=use_cache
+            ):
                 done[index] = verdict
                 progress.advance(task)
                 while next_index in done:
@@ -83,6 +91,7 @@ async def _verify_all(
 @click.option("--output", type=click.Choice(OUTPUT_FORMATS), default=None,
               help="Output format (text, json lines, csv).")
 @click.option("--transcript", is_flag=True, help="Include the SMTP dialogue.")
+@click.option("--no-cache", is_flag=True, help="Neither use nor store cached verdicts.")
 def verify(
     addresses: tuple[str, ...],
     config_path: Path | None,
@@ -90,6 +99,7 @@ def verify(
     as_json: bool,
     output: str | None,
     transcript: bool,
+    no_cache: bool,
 ) -> None:
     """Verify ADDRESSES by SMTP callout."""
     config = load_or_fail(config_path)
@@ -104,7 +114,7 @@ def verify(
     fmt = output or ("json" if as_json else "text")
     emit = _formatter(fmt, Console(highlight=False))
     try:
-        asyncio.run(_verify_all(config, items, transcript, emit))
+        asyncio.run(_verify_all(config, items, transcript, emit, use_cache=not no_cache))
     except ConfigError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
@@ -112,3 +122,5 @@ def verify(
 
 
 cli.add_command(demo)
+cli.add_command(cache)
+cli.add_command(serve)

@@ -1,0 +1,126 @@
+"""What the cache keeps and for how long: pure data and rules, shared by every backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from cbv.config import CacheConfig
+from cbv.model import Reason, Result, Verdict
+
+# Verdicts that say nothing lasting about the address: never stored.
+UNCACHEABLE = frozenset({Reason.RATE_LIMITED, Reason.BAD_SYNTAX, Reason.NOT_CHECKED})
+STORED_EXCLUDE = frozenset({"transcript", "smtp_cbv_result"})
+
+
+def epoch_to_datetime(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def dump_verdict(verdict: Verdict) -> str:
+    return verdict.model_dump_json(exclude=set(STORED_EXCLUDE))
+
+
+def load_verdict(text: str | bytes) -> Verdict:
+    return Verdict.model_validate_json(text)
+
+
+@dataclass(frozen=True, slots=True)
+class CachedVerdict:
+    """An address record: the verdict as served from the cache, and when to renew it."""
+
+    verdict: Verdict  # cached=True, expires_at set, no transcript
+    refresh_at: float  # epoch seconds: past it, answer and refresh in the background
+    expires_at: float  # epoch seconds: past it, the record is gone
+
+    @property
+    def address(self) -> str:
+        return self.verdict.address
+
+    @property
+    def domain(self) -> str:
+        return self.verdict.address.rpartition("@")[2]
+
+    def needs_refresh(self, now: float) -> bool:
+        return now >= self.refresh_at
+
+    def is_expired(self, now: float) -> bool:
+        return now >= self.expires_at
+
+    def postponed(self, refresh_at: float) -> CachedVerdict:
+        return replace(self, refresh_at=min(refresh_at, self.expires_at))
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """One thing learned about a domain's mail exchangers, e.g. "catch_all" is True."""
+
+    value: bool
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Lifetimes:
+    pass_ttl: float
+    pass_refresh: float
+    fail_ttl: float
+    transient_ttl: float
+    unknown_ttl: float
+
+    @classmethod
+    def from_config(cls, config: CacheConfig) -> Lifetimes:
+        return cls(
+            pass_ttl=config.pass_ttl,
+            pass_refresh=config.pass_refresh,
+            fail_ttl=config.fail_ttl,
+            transient_ttl=config.transient_ttl,
+            unknown_ttl=config.unknown_ttl,
+        )
+
+    def ttl(self, result: Result) -> float:
+        return {
+            Result.PASS: self.pass_ttl,
+            Result.FAIL: self.fail_ttl,
+            Result.TRANSIENT: self.transient_ttl,
+            Result.UNKNOWN: self.unknown_ttl,
+        }[result]
+
+    def record(self, verdict: Verdict, now: float) -> CachedVerdict | None:
+        """The record to store for a fresh verdict, or None when it must not be cached."""
+        ttl = self.ttl(verdict.result)
+        if ttl <= 0 or verdict.reason in UNCACHEABLE:
+            return None
+        expires_at = now + ttl
+        refresh_at = expires_at
+        if verdict.result is Result.PASS and 0 < self.pass_refresh < ttl:
+            refresh_at = now + self.pass_refresh
+        stored = verdict.model_copy(
+            update={"cached": True, "expires_at": epoch_to_datetime(expires_at), "transcript": None}
+        )
+        return CachedVerdict(stored, refresh_at, expires_at)
+
+
+def keeps_previous(previous: CachedVerdict | None, fresh: Verdict, now: float) -> bool:
+    """A transient answer says nothing about the address: it never replaces a valid pass/fail."""
+    return (
+        previous is not None
+        and not previous.is_expired(now)
+        and previous.verdict.result in (Result.PASS, Result.FAIL)
+        and fresh.result is Result.TRANSIENT
+    )
+
+
+@dataclass
+class CacheStats:
+    backend: str
+    addresses: int = 0
+    by_result: dict[str, int] = field(default_factory=dict)
+    awaiting_refresh: int = 0
+    domains_with_facts: int = 0
+    size_bytes: int | None = None
+
+    def count(self, record: CachedVerdict, now: float) -> None:
+        self.addresses += 1
+        result = record.verdict.result.value
+        self.by_result[result] = self.by_result.get(result, 0) + 1
+        self.awaiting_refresh += record.needs_refresh(now)

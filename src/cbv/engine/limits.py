@@ -1,0 +1,258 @@
+"""Per-domain callout budgets, per-MX-host and global caps on callouts in flight.
+
+The domain budget is GCRA (a token bucket kept as one timestamp, the "theoretical
+arrival time"): a callout reserves the next slot and sleeps until it comes, or is
+refused at once when that slot is more than `max_wait` away, so callers never
+queue without bound and waiters are served in order. With Redis the same
+arithmetic runs in a script on Redis's clock, and the caps are sorted sets of
+holders with leases; while Redis is down the process falls back to its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+from cbv.cache.redis_link import RedisLink
+from cbv.callout.plan import Target
+from cbv.config import LimitsConfig
+
+PRUNE_ABOVE = 10_000
+FIRST_POLL = 0.005
+LAST_POLL = 0.1
+GLOBAL_POOL = "callouts"
+
+RESERVE = """
+local now = redis.call('TIME')
+now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local wait = tat - tonumber(ARGV[2]) - now
+if wait > tonumber(ARGV[3]) then return -1 end
+local next_tat = tat + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], string.format('%.0f', next_tat), 'PX',
+           string.format('%.0f', next_tat - now + 1000))
+if wait < 0 then wait = 0 end
+return wait
+"""
+
+ACQUIRE = """
+local now = redis.call('TIME')
+now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], string.format('%.0f', now + tonumber(ARGV[3])), ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Gcra:
+    interval: float  # seconds between callouts at the steady rate
+    tolerance: float  # how far ahead of the steady rate a burst may run
+
+    @classmethod
+    def per_minute(cls, rate: float, burst: int) -> Gcra:
+        interval = 60.0 / rate
+        return cls(interval, (burst - 1) * interval)
+
+    def reserve(self, tat: float, now: float, max_wait: float) -> tuple[float, float] | None:
+        """(seconds to wait, the new arrival time), or None when the wait exceeds max_wait."""
+        tat = max(tat, now)
+        wait = tat - self.tolerance - now
+        if wait > max_wait:
+            return None
+        return max(0.0, wait), tat + self.interval
+
+
+class DomainBudget(Protocol):
+    async def reserve(self, domain: str) -> float | None:
+        """Seconds to wait before calling out to `domain`, or None when its budget is spent."""
+        ...
+
+
+class SlotPool(Protocol):
+    def hold(self, name: str) -> AbstractAsyncContextManager[bool]:
+        """Hold one of the slots named `name`; yields False if none came free in time."""
+        ...
+
+
+class LocalBudget:
+    def __init__(self, config: LimitsConfig) -> None:
+        self._config = config
+        self._arrivals: dict[str, float] = {}
+
+    async def reserve(self, domain: str) -> float | None:
+        config = self._config
+        now = time.monotonic()
+        gcra = Gcra.per_minute(config.domain_rate(domain), config.domain_burst)
+        reserved = gcra.reserve(self._arrivals.get(domain, now), now, config.max_wait)
+        if reserved is None:
+            return None
+        wait, self._arrivals[domain] = reserved
+        if len(self._arrivals) > PRUNE_ABOVE:
+            self._arrivals = {d: t for d, t in self._arrivals.items() if t > now}
+        return wait
+
+
+class LocalSlotPool:
+    def __init__(self, capacity: int, max_wait: float) -> None:
+        self._capacity = capacity
+        self._max_wait = max_wait
+        self._semaphores: dict[str, asyncio.Semaphore] = {}
+        self._users: dict[str, int] = {}
+
+    async def _acquire(self, semaphore: asyncio.Semaphore) -> bool:
+        try:
+            async with asyncio.timeout(self._max_wait):
+                await semaphore.acquire()
+        except TimeoutError:
+            return False
+        return True
+
+    @asynccontextmanager
+    async def hold(self, name: str) -> AsyncIterator[bool]:
+        semaphore = self._semaphores.setdefault(name, asyncio.Semaphore(self._capacity))
+        self._users[name] = self._users.get(name, 0) + 1
+        acquired = False
+        try:
+            acquired = await self._acquire(semaphore)
+            yield acquired
+        finally:
+            if acquired:
+                semaphore.release()
+            self._users[name] -= 1
+            if not self._users[name]:
+                del self._users[name], self._semaphores[name]
+
+
+class RedisBudget:
+    def __init__(self, link: RedisLink, config: LimitsConfig, local: LocalBudget) -> None:
+        self._link = link
+        self._config = config
+        self._local = local
+        self._reserve = link.client.register_script(RESERVE)
+
+    async def reserve(self, domain: str) -> float | None:
+        config = self._config
+        gcra = Gcra.per_minute(config.domain_rate(domain), config.domain_burst)
+
+        async def in_redis() -> float | None:
+            wait_ms = int(
+                await self._reserve(
+                    keys=[self._link.keys.rate(domain)],
+                    args=[
+                        round(gcra.interval * 1000),
+                        round(gcra.tolerance * 1000),
+                        round(config.max_wait * 1000),
+                    ],
+                )
+            )
+            return None if wait_ms < 0 else wait_ms / 1000
+
+        return await self._link.call(in_redis, lambda: self._local.reserve(domain))
+
+
+class _Held(Enum):
+    SHARED = "shared"
+    BUSY = "busy"
+    LOCAL = "local"
+
+
+class RedisSlotPool:
+    """Holders are members of a sorted set scored by lease expiry, so slots held by a
+    process that died come free when the lease ends."""
+
+    def __init__(
+        self, link: RedisLink, capacity: int, max_wait: float, lease: float, local: LocalSlotPool
+    ) -> None:
+        self._link = link
+        self._capacity = capacity
+        self._max_wait = max_wait
+        self._lease_ms = int(lease * 1000)
+        self._local = local
+        self._acquire_script = link.client.register_script(ACQUIRE)
+
+    async def _acquire(self, key: str, token: str) -> _Held:
+        deadline = time.monotonic() + self._max_wait
+        pause = FIRST_POLL
+
+        async def in_redis() -> _Held:
+            taken = await self._acquire_script(
+                keys=[key], args=[token, self._capacity, self._lease_ms]
+            )
+            return _Held.SHARED if taken else _Held.BUSY
+
+        async def locally() -> _Held:
+            return _Held.LOCAL
+
+        while True:
+            held = await self._link.call(in_redis, locally)
+            left = deadline - time.monotonic()
+            if held is not _Held.BUSY or left <= 0:
+                return held
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 1.5, LAST_POLL)
+
+    @asynccontextmanager
+    async def hold(self, name: str) -> AsyncIterator[bool]:
+        key = self._link.keys.slots(name)
+        token = secrets.token_hex(12)
+        held = await self._acquire(key, token)
+        if held is _Held.LOCAL:
+            async with self._local.hold(name) as acquired:
+                yield acquired
+            return
+        try:
+            yield held is _Held.SHARED
+        finally:
+            if held is _Held.SHARED:
+                await self._release(key, token)
+
+    async def _release(self, key: str, token: str) -> None:
+        async def in_redis() -> None:
+            await self._link.client.zrem(key, token)
+
+        async def expire_by_itself() -> None:
+            """The lease frees the slot."""
+
+        await self._link.call(in_redis, expire_by_itself)
+
+
+@dataclass(frozen=True, slots=True)
+class CalloutLimits:
+    budget: DomainBudget
+    hosts: SlotPool  # one pool per MX host address
+    in_flight: SlotPool  # one pool, GLOBAL_POOL, for every callout
+
+    @classmethod
+    def build(cls, config: LimitsConfig, link: RedisLink | None, lease: float) -> CalloutLimits:
+        budget = LocalBudget(config)
+        hosts = LocalSlotPool(config.mx_concurrency, config.max_wait)
+        in_flight = LocalSlotPool(config.max_in_flight, config.max_wait)
+        if link is None:
+            return cls(budget, hosts, in_flight)
+        return cls(
+            RedisBudget(link, config, budget),
+            RedisSlotPool(link, config.mx_concurrency, config.max_wait, lease, hosts),
+            RedisSlotPool(link, config.max_in_flight, config.max_wait, lease, in_flight),
+        )
+
+
+class PoolHostSlots:
+    """The callout runner's per-host limiter, keyed by the address dialled."""
+
+    def __init__(self, pool: SlotPool) -> None:
+        self._pool = pool
+
+    def slot(self, target: Target) -> AbstractAsyncContextManager[bool]:
+        return self._pool.hold(f"mx:{target.ip}")

@@ -1,0 +1,150 @@
+"""Single-flight: concurrent requests for one address share one callout.
+
+In one process, the first request leads and the rest await its future. Across
+processes sharing Redis, the leader also takes a lock with an expiry; a process
+that finds the lock taken waits for it to go, then reads the verdict the holder
+stored in the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+from cbv.address import Address
+from cbv.cache.redis_link import RedisLink
+from cbv.model import Verdict
+
+FIRST_POLL = 0.005
+LAST_POLL = 0.1
+
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class LocalFlights:
+    """The callouts in flight in this process, by address."""
+
+    def __init__(self) -> None:
+        self._flights: dict[Address, asyncio.Future[Verdict]] = {}
+
+    def is_flying(self, address: Address) -> bool:
+        return address in self._flights
+
+    def join(self, address: Address) -> asyncio.Future[Verdict] | None:
+        return self._flights.get(address)
+
+    def lead(self, address: Address) -> asyncio.Future[Verdict]:
+        future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
+        self._flights[address] = future
+        return future
+
+    def land(self, address: Address, verdict: Verdict) -> None:
+        future = self._flights.pop(address)
+        if not future.done():
+            future.set_result(verdict)
+
+    def fail(self, address: Address, error: BaseException) -> None:
+        future = self._flights.pop(address)
+        if future.done():
+            return
+        if isinstance(error, asyncio.CancelledError):
+            future.cancel()
+        else:
+            future.set_exception(error)
+            future.exception()  # the callers see it; no "never retrieved" warning without them
+
+
+class SharedLocks(Protocol):
+    async def claim(self, addresses: Sequence[Address]) -> tuple[list[Address], list[Address]]:
+        """(claimed by this process, being verified by another one)."""
+        ...
+
+    async def release(self, addresses: Sequence[Address]) -> None: ...
+
+    async def wait(self, address: Address) -> None:
+        """Return once the other process lets go of `address` (or its lock expires)."""
+        ...
+
+
+class ProcessLocks:
+    """No other process shares the cache's callouts: every claim succeeds."""
+
+    async def claim(self, addresses: Sequence[Address]) -> tuple[list[Address], list[Address]]:
+        return list(addresses), []
+
+    async def release(self, addresses: Sequence[Address]) -> None:
+        """Nothing was locked."""
+
+    async def wait(self, address: Address) -> None:
+        """Nothing to wait for."""
+
+
+class RedisLocks:
+    """Locks with an expiry (`lease`), so a process that dies mid-callout blocks no one for
+    long. While Redis is down every claim succeeds: the fallback is per-process flights."""
+
+    def __init__(self, link: RedisLink, lease: float) -> None:
+        self._link = link
+        self._keys = link.keys
+        self._lease_ms = int(lease * 1000)
+        self._lease = lease
+        self._token = secrets.token_hex(12)
+        self._release = link.client.register_script(RELEASE)
+
+    def _key(self, address: Address) -> str:
+        return self._keys.lock(address.domain, str(address))
+
+    async def claim(self, addresses: Sequence[Address]) -> tuple[list[Address], list[Address]]:
+        async def in_redis() -> tuple[list[Address], list[Address]]:
+            pipe = self._link.client.pipeline(transaction=False)
+            for address in addresses:
+                pipe.set(self._key(address), self._token, nx=True, px=self._lease_ms)
+            taken = await pipe.execute()
+            claimed = [a for a, ok in zip(addresses, taken, strict=True) if ok]
+            elsewhere = [a for a, ok in zip(addresses, taken, strict=True) if not ok]
+            return claimed, elsewhere
+
+        async def everything_here() -> tuple[list[Address], list[Address]]:
+            return list(addresses), []
+
+        return await self._link.call(in_redis, everything_here)
+
+    async def release(self, addresses: Sequence[Address]) -> None:
+        async def in_redis() -> None:
+            for address in addresses:  # one connection per call, as RedisLink counts them
+                await self._release(keys=[self._key(address)], args=[self._token])
+
+        async def nothing() -> None:
+            """The locks expire by themselves."""
+
+        if addresses:
+            await self._link.call(in_redis, nothing)
+
+    async def wait(self, address: Address) -> None:
+        """Until the lock goes or the holder's verdict is there, whichever is seen first."""
+        lock = self._key(address)
+        record = self._keys.record(address.domain, str(address))
+        deadline = time.monotonic() + self._lease
+        pause = FIRST_POLL
+
+        async def held() -> bool:
+            pipe = self._link.client.pipeline(transaction=False)
+            pipe.exists(lock)
+            pipe.exists(record)
+            locked, landed = await pipe.execute()
+            return bool(locked) and not landed
+
+        async def unknown() -> bool:
+            return False
+
+        while time.monotonic() < deadline and await self._link.call(held, unknown):
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, LAST_POLL)

@@ -1,0 +1,6 @@
+from tests.peers.redis_server import (  # noqa: F401 - fixtures
+    redis_cluster,
+    redis_cluster_url,
+    redis_standalone,
+    redis_url,
+)

@@ -1,0 +1,51 @@
+"""Concurrent requests for one address share one callout."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from cbv.engine.verifier import Verifier
+from cbv.model import Result
+from cbv.testing import MXScript, Reply
+from tests.world import World
+
+ALICE = "alice@example.test"
+OK = Reply(250, "2.1.5 Ok")
+
+
+async def test_a_thousand_concurrent_requests_make_one_rcpt(world: World) -> None:
+    farm = await world.mx("example.test", {"127.0.0.2": MXScript(rcpt=[("alice@*", OK)])})
+    async with Verifier(world.config()) as verifier:
+        verdicts = await asyncio.gather(*(verifier.verify(ALICE) for _ in range(1_000)))
+    mx = farm.servers["127.0.0.2"]
+    assert mx.rcpts.count(ALICE) == 1
+    assert mx.connections == 1
+    assert {(v.result, v.checked_at) for v in verdicts} == {(Result.PASS, verdicts[0].checked_at)}
+
+
+async def test_overlapping_batches_and_single_requests_share_callouts(world: World) -> None:
+    farm = await world.mx("example.test", {"127.0.0.2": MXScript(catch_all=True)})
+    addresses = [f"user{n}@example.test" for n in range(60)]
+    async with Verifier(world.config(limits={"domain_burst": 100})) as verifier:
+        await asyncio.gather(
+            verifier.verify_many(addresses),
+            verifier.verify_many(list(reversed(addresses))),
+            *(verifier.verify(address) for address in addresses[::3]),
+        )
+    seen = Counter(farm.servers["127.0.0.2"].rcpts)
+    assert all(seen[address] == 1 for address in addresses)
+
+
+async def test_a_caller_that_goes_away_does_not_cancel_the_shared_callout(world: World) -> None:
+    script = MXScript(rcpt=[("alice@*", OK)], delays={"rcpt": 0.3})
+    farm = await world.mx("example.test", {"127.0.0.2": script})
+    async with Verifier(world.config()) as verifier:
+        impatient = asyncio.create_task(verifier.verify(ALICE))
+        await asyncio.sleep(0.05)
+        patient = asyncio.create_task(verifier.verify(ALICE))
+        await asyncio.sleep(0.05)
+        impatient.cancel()
+        verdict = await patient
+    assert verdict.result is Result.PASS
+    assert farm.servers["127.0.0.2"].rcpts.count(ALICE) == 1

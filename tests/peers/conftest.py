@@ -1,0 +1,7 @@
+from tests.peers.redis_server import (  # noqa: F401 - fixtures
+    redis_cluster,
+    redis_cluster_url,
+    redis_own,
+    redis_standalone,
+    redis_url,
+)

@@ -1,0 +1,110 @@
+"""Our own qpsmtpd-forkserver running the smtp_callback plugin exactly as its author
+published it (tests/peers/qpsmtpd/smtp_callback.pl), pointed at a cbv smtpcbd listener.
+
+Without qpsmtpd installed the tests that need it skip with one line, or fail under CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+PLUGIN = Path(__file__).with_name("qpsmtpd") / "smtp_callback.pl"
+STOCK_PLUGINS = Path("/usr/share/qpsmtpd/plugins")
+START_TIMEOUT = 15.0
+RUN_AS = "qpsmtpd"  # the Debian package's user; qpsmtpd drops root privileges to it
+
+
+def require_qpsmtpd() -> str:
+    path = shutil.which("qpsmtpd-forkserver")
+    if path is not None and STOCK_PLUGINS.is_dir():
+        return path
+    message = "qpsmtpd is not installed (scripts/install-test-deps installs it)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Qpsmtpd:
+    """qpsmtpd with only two plugins: smtp_callback (asking cbv), then rcpt_ok."""
+
+    def __init__(self, smtpcbd_address: str, local_domain: str) -> None:
+        self.binary = require_qpsmtpd()
+        self.port = free_port()
+        # qpsmtpd drops privileges, so its files live where its user can read them
+        self.directory = Path(tempfile.mkdtemp(prefix="cbv-qpsmtpd-"))
+        self.directory.chmod(0o755)
+        self.log_path = self.directory / "qpsmtpd.log"
+        self._write_config(smtpcbd_address, local_domain)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _write_config(self, smtpcbd_address: str, local_domain: str) -> None:
+        plugins = self.directory / "plugins"
+        plugins.mkdir()
+        shutil.copyfile(PLUGIN, plugins / "smtp_callback")
+        config = self.directory / "config"
+        config.mkdir()
+        spool = self.directory / "spool"
+        spool.mkdir(mode=0o700)
+        files = {
+            "plugin_dirs": f"{plugins}\n{STOCK_PLUGINS}\n",
+            "plugins": f"smtp_callback smtpcbd {smtpcbd_address}\nrcpt_ok\n",
+            "me": "qpsmtpd.cbv.test\n",
+            "rcpthosts": f"{local_domain}\n",
+            "spool_dir": f"{spool}\n",
+            "loglevel": "6\n",
+        }
+        for name, text in files.items():
+            (config / name).write_text(text)
+        for path in (self.directory, *self.directory.rglob("*")):
+            path.chmod(path.stat().st_mode | 0o444 | (0o111 if path.is_dir() else 0))
+        if os.geteuid() == 0:
+            user = pwd.getpwnam(RUN_AS)
+            os.chown(spool, user.pw_uid, user.pw_gid)
+
+    def start(self) -> None:
+        command = [self.binary, "-l", "127.0.0.1", "-p", str(self.port)]
+        if os.geteuid() == 0:
+            command += ["-u", RUN_AS]
+        env = {**os.environ, "QPSMTPD_CONFIG": str(self.directory / "config")}
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=log,
+                                            cwd=self.directory)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"qpsmtpd exited at start:\n{self.log()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"qpsmtpd did not start in {START_TIMEOUT} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
