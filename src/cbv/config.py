@@ -202,10 +202,11 @@ class LimitsConfig(_Section):
 class ServerConfig(_Section):
     """Listeners: "host:port" or "unix:/path"; "" turns one off."""
 
-    policy: str = "127.0.0.1:10040"
-    smtpcbd: str = "127.0.0.1:4571"
-    milter: str = ""
-    http: str = ""
+    policy: str = Field(default="127.0.0.1:10040", description="Postfix check_policy_service")
+    smtpcbd: str = Field(default="127.0.0.1:4571",
+                         description="qpsmtpd smtp_callback plugin, Exim ${readsocket}")
+    milter: str = Field(default="", description="not available yet: warned about, not opened")
+    http: str = Field(default="", description="not available yet: warned about, not opened")
     answer_within: PositiveSeconds = Field(
         default=8.0, description="slower callouts are answered 'in progress' and finish behind"
     )
@@ -279,11 +280,18 @@ class ReplyTexts(_Section):
     and its reply). Postfix puts "<address>: Sender address rejected: " before the text.
     """
 
-    reject: str | None = None
-    defer: str | None = None
-    in_progress: str | None = None
-    quarantine: str | None = None
-    error: str | None = None
+    reject: str | None = Field(default=None, description=(
+        "on_fail = reject; default 550 5.1.7 undeliverable address ({why}), 5.1.1 for recipients"))
+    defer: str | None = Field(default=None, description=(
+        "on_transient = defer; default 450 4.1.7 unverified address ({why}), 4.1.1 for recipients"))
+    in_progress: str | None = Field(default=None, description=(
+        "past answer_within; default 450 4.1.7 unverified address: address verification in "
+        "progress"))
+    quarantine: str | None = Field(default=None, description=(
+        "on_fail = quarantine, the HOLD reason; default cbv: undeliverable address ({why})"))
+    error: str | None = Field(default=None, description=(
+        "cbv failed and fail_open = false; default 451 4.3.0 address verification failed: "
+        "internal error"))
 
     @field_validator("reject")
     @classmethod
@@ -368,24 +376,35 @@ class DomainPolicy(_PolicyRules):
 
 
 class PolicyConfig(_PolicyRules):
+    """What to do with a verdict (docs/policy.md); per recipient domain tables may change
+    every key but phase, local_domains and local_networks."""
+
     enabled: bool = Field(default=True, description="false: only domains that enable it")
-    phase: Literal["mailfrom", "rcptto"] = "mailfrom"
-    verify: VerifyWhat = "sender"
-    on_fail: Action = "reject"
-    on_transient: TransientAction = "defer"
-    on_unknown: Literal["accept"] = "accept"
-    dry_run: bool = False
-    tag_subject: bool = False
-    subject_tag: str = "*** CBV ***"
-    score: Score = 1.0
-    add_header: bool = False
-    exclude_authenticated: bool = True
-    exclude_local: bool = True
-    allowlist: list[str] = Field(default_factory=list)
-    local_domains: list[str] = Field(default_factory=list)
-    local_networks: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    phase: Literal["mailfrom", "rcptto"] = Field(
+        default="mailfrom", description="verify once the sender is given, or at RCPT only")
+    verify: VerifyWhat = Field(
+        default="sender", description="recipient: call forward, each recipient is checked")
+    on_fail: Action = Field(default="reject", description="the address does not exist")
+    on_transient: TransientAction = Field(
+        default="defer", description="no answer yet (greylisting, timeouts, in progress)")
+    on_unknown: Literal["accept"] = Field(
+        default="accept", description="the callout said nothing about the address")
+    dry_run: bool = Field(default=False, description="decide and log only (Postfix WARN)")
+    tag_subject: bool = Field(default=False, description="tag failed senders accepted")
+    subject_tag: str = Field(default="*** CBV ***", description="the tag (milter only)")
+    score: Score = Field(default=1.0, description="points for a failed sender accepted")
+    add_header: bool = Field(default=False, description="X-CBV-Result on accepted mail")
+    exclude_authenticated: bool = Field(default=True, description="skip SASL sessions")
+    exclude_local: bool = Field(
+        default=True, description="skip local_domains senders and local_networks clients")
+    allowlist: list[str] = Field(
+        default_factory=list, description="senders never verified: a@b, b, *.b, news-*@b")
+    local_domains: list[str] = Field(default_factory=list, description="your own domains")
+    local_networks: list[str] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"], description="your own clients")
     replies: ReplyTexts = Field(default_factory=ReplyTexts)
-    domains: dict[str, DomainPolicy] = Field(default_factory=dict)
+    domains: dict[str, DomainPolicy] = Field(
+        default_factory=dict, description='[policy.domains."example.com"] tables')
 
     @field_validator("local_domains")
     @classmethod
@@ -412,14 +431,12 @@ class PolicyConfig(_PolicyRules):
 
 
 class LogConfig(_Section):
+    """`cbv serve` logs to stderr, one line per event and per decision."""
+
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "text"] = Field(
         default="auto", description="auto: text on a terminal, JSON lines otherwise"
     )
-
-
-class EngineConfig(_Section):
-    max_concurrency: int = Field(default=1000, ge=1, le=100_000)
 
 
 class Config(_Section):
@@ -427,7 +444,6 @@ class Config(_Section):
     callout: CalloutConfig = Field(default_factory=CalloutConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
-    engine: EngineConfig = Field(default_factory=EngineConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import random
 from dataclasses import dataclass
@@ -33,11 +34,22 @@ def _dns_failure(reason: Reason, detail: str) -> Plan:
     return Plan(failure=Outcome(reason, Stage.DNS, detail=detail))
 
 
+@functools.lru_cache(maxsize=4096)
+def _is_ip_literal(host: str) -> bool:
+    """MX host names repeat from callout to callout; ip_address() raises three exceptions
+    for each name it rejects."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _pick_addresses(answer: AddressAnswer) -> list[str]:
     picked: list[str] = []
     for family in (4, 6):
         for ip in answer.addresses:
-            if ipaddress.ip_address(ip).version == family:
+            if (6 if ":" in ip else 4) == family:  # resolver answers are canonical text
                 picked.append(ip)
                 break
     return picked[:ADDRESSES_PER_HOST]
@@ -90,9 +102,7 @@ class Planner:
         return _dns_failure(Reason.NO_MAIL_DOMAIN, details or "no mail exchanger has an address")
 
     async def _host_addresses(self, host: str) -> AddressAnswer:
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
+        if not _is_ip_literal(host):
             return await self._resolver.addresses(host)
         return AddressAnswer(DnsStatus.OK, (host,), 0)
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 import ssl
-import string
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -21,11 +21,11 @@ from cbv.dns.resolver import Resolver
 from cbv.model import Reason, SmtpReply, Stage, TranscriptLine, Verdict, utcnow
 from cbv.protocol.smtp import Reply
 
-_PROBE_ALPHABET = string.ascii_lowercase + string.digits
-
 
 def random_local_part() -> str:
-    return "".join(secrets.choice(_PROBE_ALPHABET) for _ in range(16))
+    """16 characters of [a-z2-7], 80 random bits, from one read of the OS's CSPRNG
+    (secrets.choice per character costs sixteen)."""
+    return base64.b32encode(secrets.token_bytes(10)).decode("ascii").lower()
 
 
 def opportunistic_tls_context() -> ssl.SSLContext:

@@ -76,12 +76,13 @@ class _Connection:
         return max(0.0, min(stage_timeout, self.deadline - time.monotonic()))
 
     async def read_reply(self) -> Reply:
-        async with asyncio.timeout(self.budget(self.options.command_timeout)):
-            while not self.ready:
-                data = await self.reader.read(READ_CHUNK)
-                if not data:
-                    raise ConnectionResetError("connection closed by the server")
-                self.ready.extend(self.parser.feed(data))
+        if not self.ready:  # replies to pipelined commands often come together: no timer
+            async with asyncio.timeout(self.budget(self.options.command_timeout)):
+                while not self.ready:
+                    data = await self.reader.read(READ_CHUNK)
+                    if not data:
+                        raise ConnectionResetError("connection closed by the server")
+                    self.ready.extend(self.parser.feed(data))
         reply = self.ready.pop(0)
         self.transcript.received(reply)
         return reply

@@ -19,6 +19,7 @@ from cbv.cli.inputs import InputError, read_addresses
 from cbv.cli.serve import serve
 from cbv.config import Config, ConfigError, load_config
 from cbv.engine.verifier import Verifier
+from cbv.gc_tuning import tune_for_many_connections
 from cbv.model import Verdict
 
 OUTPUT_FORMATS = ("text", "json", "csv")
@@ -42,6 +43,7 @@ def load_or_fail(path: Path | None) -> Config:
 @click.version_option(package_name="cbv")
 def cli() -> None:
     """cbv: SMTP callback verification of senders and recipients."""
+    tune_for_many_connections()
 
 
 def _formatter(output: str, console: Console) -> Callable[[Verdict], None]:

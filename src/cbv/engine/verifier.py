@@ -125,7 +125,6 @@ class Verifier:
         self._runner = CalloutRunner(
             self.config, self._resolver, PoolHostSlots(self._limits.hosts)
         )
-        self._slots = asyncio.Semaphore(self.config.engine.max_concurrency)
         self._background: set[asyncio.Task[None]] = set()
         self._refreshing: set[Address] = set()
 
@@ -215,7 +214,7 @@ class Verifier:
 
         workers = [
             asyncio.create_task(worker())
-            for _ in range(min(len(batches), self.config.engine.max_concurrency))
+            for _ in range(min(len(batches), self.config.limits.max_in_flight))
         ]
         try:
             for _ in batches:
@@ -246,7 +245,8 @@ class Verifier:
     ) -> dict[Address, Verdict]:
         found: dict[Address, Verdict] = {}
         if use_cache and not transcript:
-            hits = await asyncio.gather(*(self._lookup(address) for address in batch))
+            # One after the other: a task per address costs more than a local lookup.
+            hits = [await self._lookup(address) for address in batch]
             found = {a: hit for a, hit in zip(batch, hits, strict=True) if hit is not None}
         missing = [address for address in batch if address not in found]
         if missing:
@@ -356,6 +356,8 @@ class Verifier:
 
     async def _lead_shared(self, addresses: list[Address]) -> dict[Address, Verdict]:
         claimed, elsewhere = await self._locks.claim(addresses)
+        if not elsewhere:  # the usual case: no other process verifies any of these
+            return await self._verify_claimed(claimed)
         parts = await asyncio.gather(
             self._verify_claimed(claimed), *(self._after_elsewhere(a) for a in elsewhere)
         )
@@ -366,7 +368,7 @@ class Verifier:
         if not addresses:
             return {}
         try:
-            records = await asyncio.gather(*(self._cache.get(a) for a in addresses))
+            records = [await self._cache.get(a) for a in addresses]
             now = self._clock()
             verdicts = {
                 address: record.verdict
@@ -407,8 +409,7 @@ class Verifier:
             if not admitted:
                 detail = "too many callouts in flight; not calling out now"
                 return {address: rate_limited_verdict(address, detail) for address in addresses}
-            async with self._slots:
-                report = await self._runner.run_report(addresses, transcript, known)
+            report = await self._runner.run_report(addresses, transcript, known)
         if not use_cache:
             return report.verdicts
         await self._learn(domain, report.learned)

@@ -60,6 +60,8 @@ class Reply:
 
 def _decode(raw: bytes) -> str:
     text = raw.decode("utf-8", errors="replace")
+    if text.isprintable():  # nearly every reply: skip the character-by-character pass
+        return text
     return "".join(c if c.isprintable() or c == "\t" else "\ufffd" for c in text)
 
 

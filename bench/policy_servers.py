@@ -1,0 +1,110 @@
+"""The two policy servers the benchmark compares, each run in a process of its own.
+
+- `cbv_server`: `cbv serve`'s Daemon, its JSON decision log written to a file, with a fake
+  DNS and a fake MX in the same process so the senders' first verdicts can be made (and
+  cached) before anything is timed.
+- `reference_server`: the least a Postfix policy server can be in asyncio, answering from
+  a dict. It parses the request and looks the sender up; nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from multiprocessing.connection import Connection
+from typing import Any, TextIO
+
+from bench.helpers import cpu_seconds, loopback_only, raise_fd_limit, serve_requests, status_mb
+
+LIFETIME = 900.0  # seconds a server process lives at most
+DOMAIN = "bench.test"
+MX_HOST = "127.0.0.2"
+SENDERS_AT_MOST = 10_000  # the fake MX is ours: no need to spare it while the cache fills
+
+
+def _serve_in_thread(conn: Connection, loop: asyncio.AbstractEventLoop,
+                     info: dict[str, Any], stop: asyncio.Event,
+                     count: Any) -> threading.Thread:
+    """Answer the parent's requests on the pipe while the event loop serves clients."""
+    handlers = {
+        "cpu": cpu_seconds,
+        "rss": lambda: status_mb("VmRSS"),
+        "connections": count,
+    }
+
+    def run() -> None:
+        conn.send(("ok", info))
+        serve_requests(conn, handlers, LIFETIME)
+        loop.call_soon_threadsafe(stop.set)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def reference_server(conn: Connection, answers: dict[str, str]) -> None:
+    raise_fd_limit()
+    loopback_only({})
+    connections: set[asyncio.StreamWriter] = set()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.add(writer)
+        while True:
+            try:
+                request = await reader.readuntil(b"\n\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            attributes = dict(
+                line.split("=", 1) for line in request.decode().split("\n") if "=" in line
+            )
+            action = answers.get(attributes.get("sender", ""), "DUNNO")
+            writer.write(f"action={action}\n\n".encode())
+        connections.discard(writer)
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=2048)
+        host, port = server.sockets[0].getsockname()[:2]
+        stop = asyncio.Event()
+        _serve_in_thread(conn, asyncio.get_running_loop(), {"address": f"{host}:{port}"},
+                         stop, lambda: len(connections))
+        await stop.wait()
+        server.close()
+
+    asyncio.run(main())
+
+
+def cbv_server(conn: Connection, log_path: str) -> None:
+    raise_fd_limit()
+    loopback_only({})
+    from cbv.config import LogConfig, config_from_dict
+    from cbv.servers.daemon import Daemon
+    from cbv.servers.logs import configure_logging
+    from cbv.testing import FakeDNS, MXScript, Reply, ScriptedMX
+
+    async def main(log: TextIO) -> None:
+        with FakeDNS() as dns:
+            dns.add_mx(DOMAIN, [(10, f"mx.{DOMAIN}")])
+            dns.add_a(f"mx.{DOMAIN}", MX_HOST)
+            script = MXScript(rcpt=[(f"pass-*@{DOMAIN}", Reply(250, "2.1.5 Ok"))])
+            async with ScriptedMX(host=MX_HOST, script=script) as mx:
+                config = config_from_dict({
+                    "dns": {"nameservers": [dns.nameserver]},
+                    "callout": {"port": mx.port, "helo_name": "verifier.bench.test"},
+                    "security": {"allowed_target_networks": ["127.0.0.0/8"]},
+                    "cache": {"url": "memory://"},
+                    "limits": {"domain_per_minute": 1e6, "domain_burst": SENDERS_AT_MOST},
+                    "server": {"policy": "127.0.0.1:0", "smtpcbd": ""},
+                }, "bench")
+                configure_logging(LogConfig(format="json"), log)
+                daemon = Daemon(config, announce=lambda line: None)
+                await daemon.start()
+                stop = asyncio.Event()
+                _serve_in_thread(conn, asyncio.get_running_loop(),
+                                 {"address": daemon.addresses()["policy"]}, stop,
+                                 lambda: daemon.connections)
+                await stop.wait()
+                await daemon.shutdown()
+
+    with open(log_path, "w", encoding="utf-8") as log:
+        asyncio.run(main(log))
