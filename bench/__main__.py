@@ -12,6 +12,8 @@ import sys
 BENCHMARKS: dict[str, str] = {
     "cache": "bench.cache",
     "callout": "bench.callout",
+    "compare": "bench.compare_verifiers",
+    "frontends": "bench.frontends",
     "policy": "bench.policy",
 }
 

@@ -41,19 +41,24 @@ def free_port() -> int:
 
 
 class Qpsmtpd:
-    """qpsmtpd with only two plugins: smtp_callback (asking cbv), then rcpt_ok."""
+    """qpsmtpd with two plugins, smtp_callback (asking cbv) then rcpt_ok, or with the
+    plugins file given."""
 
-    def __init__(self, smtpcbd_address: str, local_domain: str) -> None:
+    def __init__(self, smtpcbd_address: str, local_domain: str, plugins: str | None = None
+                 ) -> None:
+        """`plugins`, when given, is the whole config/plugins file (`smtpcbd_address` is
+        then unused)."""
         self.binary = require_qpsmtpd()
         self.port = free_port()
         # qpsmtpd drops privileges, so its files live where its user can read them
         self.directory = Path(tempfile.mkdtemp(prefix="cbv-qpsmtpd-"))
         self.directory.chmod(0o755)
         self.log_path = self.directory / "qpsmtpd.log"
-        self._write_config(smtpcbd_address, local_domain)
+        self._write_config(plugins or f"smtp_callback smtpcbd {smtpcbd_address}\nrcpt_ok\n",
+                           local_domain)
         self.process: subprocess.Popen[bytes] | None = None
 
-    def _write_config(self, smtpcbd_address: str, local_domain: str) -> None:
+    def _write_config(self, plugins_file: str, local_domain: str) -> None:
         plugins = self.directory / "plugins"
         plugins.mkdir()
         shutil.copyfile(PLUGIN, plugins / "smtp_callback")
@@ -63,7 +68,7 @@ class Qpsmtpd:
         spool.mkdir(mode=0o700)
         files = {
             "plugin_dirs": f"{plugins}\n{STOCK_PLUGINS}\n",
-            "plugins": f"smtp_callback smtpcbd {smtpcbd_address}\nrcpt_ok\n",
+            "plugins": plugins_file,
             "me": "qpsmtpd.cbv.test\n",
             "rcpthosts": f"{local_domain}\n",
             "spool_dir": f"{spool}\n",
