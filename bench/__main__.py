@@ -15,6 +15,7 @@ BENCHMARKS: dict[str, str] = {
     "compare": "bench.compare_verifiers",
     "frontends": "bench.frontends",
     "policy": "bench.policy",
+    "soak": "bench.soak",
 }
 
 

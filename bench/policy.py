@@ -243,6 +243,10 @@ def report(results: Results, quick: bool) -> str:
         f"- Target: p99 under {MAX_P99_MS:.0f} ms at half of cbv's maximum rate: {p99_ok} "
         f"({results.p99:.2f} ms). Latency counts from when a request was due, so a server "
         "that falls behind is charged for the wait.",
+        "- Rounds alternate between the servers so a change in the machine's load hits both; "
+        "on a shared machine the steadier comparison is CPU per decision: fully CPU-bound, "
+        f"cbv would answer {ref.server_cpu_us / ours.server_cpu_us:.0%} of the reference's "
+        "rate.",
         f"- cbv's answers in its best run: {mix}; its decision log holds "
         f"{results.log_lines:,} lines for {results.cbv_decisions:,} decisions.",
         END,

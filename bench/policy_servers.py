@@ -97,14 +97,20 @@ def cbv_server(conn: Connection, log_path: str) -> None:
                     "server": {"policy": "127.0.0.1:0", "smtpcbd": ""},
                 }, "bench")
                 configure_logging(LogConfig(format="json"), log)
-                daemon = Daemon(config, announce=lambda line: None)
-                await daemon.start()
+                started = asyncio.Event()
+                daemon = Daemon(config, announce=lambda line: started.set())
+                running = asyncio.create_task(daemon.run())  # as `cbv serve` runs it
+                announced = asyncio.create_task(started.wait())
+                await asyncio.wait({running, announced}, return_when=asyncio.FIRST_COMPLETED)
+                if running.done():
+                    running.result()  # it could not start: its error goes to the parent
                 stop = asyncio.Event()
                 _serve_in_thread(conn, asyncio.get_running_loop(),
                                  {"address": daemon.addresses()["policy"]}, stop,
                                  lambda: daemon.connections)
                 await stop.wait()
-                await daemon.shutdown()
+                daemon.stop()
+                await running
 
     with open(log_path, "w", encoding="utf-8") as log:
         asyncio.run(main(log))

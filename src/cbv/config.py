@@ -205,8 +205,10 @@ class ServerConfig(_Section):
     policy: str = Field(default="127.0.0.1:10040", description="Postfix check_policy_service")
     smtpcbd: str = Field(default="127.0.0.1:4571",
                          description="qpsmtpd smtp_callback plugin, Exim ${readsocket}")
-    milter: str = Field(default="", description="not available yet: warned about, not opened")
-    http: str = Field(default="", description="not available yet: warned about, not opened")
+    milter: str = Field(default="", description="milter protocol 6: Postfix smtpd_milters, "
+                        "Sendmail INPUT_MAIL_FILTER")
+    http: str = Field(default="", description="HTTP API, /metrics and the status page; beyond "
+                      "loopback only with [http] token")
     answer_within: PositiveSeconds = Field(
         default=8.0, description="slower callouts are answered 'in progress' and finish behind"
     )
@@ -430,6 +432,26 @@ class PolicyConfig(_PolicyRules):
             raise ValueError(str(exc)) from None
 
 
+class HttpConfig(_Section):
+    """The HTTP listener's authentication and limits (docs/http-api.md)."""
+
+    token: str = Field(default="", description=(
+        "bearer token for every endpoint but /, /healthz and /openapi.json; required when "
+        "server.http listens beyond loopback"))
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576, description=(
+        "larger request bodies are refused with 413"))
+    max_bulk: int = Field(default=10_000, ge=1, le=1_000_000, description=(
+        "most addresses in one POST /v1/verify"))
+
+    @field_validator("token")
+    @classmethod
+    def _check_token(cls, value: str) -> str:
+        if value and (len(value) < 16 or not all("!" <= c <= "~" for c in value)):
+            raise ValueError("the token must be at least 16 printable ASCII characters, "
+                             "without spaces")
+        return value
+
+
 class LogConfig(_Section):
     """`cbv serve` logs to stderr, one line per event and per decision."""
 
@@ -447,6 +469,7 @@ class Config(_Section):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
     log: LogConfig = Field(default_factory=LogConfig)
 
 
@@ -464,9 +487,14 @@ def _describe(error: ValidationError, source: str) -> str:
 
 def config_from_dict(data: dict[str, Any], source: str = "config") -> Config:
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source)) from None
+    http = config.server.endpoints().get("http")
+    if http is not None and not config.http.token and not http.is_loopback:
+        raise ConfigError(f"{source}: http.token: required when server.http listens beyond "
+                          f"loopback ({http})")
+    return config
 
 
 def load_config(path: str | Path | None = None) -> Config:

@@ -223,9 +223,21 @@ class SQLiteBackend:
         if self._tier_entries == 0 or self._tier_ttl == 0:
             return
         key = record.address
-        self._tier[key] = (self._clock() + self._tier_ttl, record)
+        now = self._clock()
+        self._tier[key] = (now + self._tier_ttl, record)
         self._tier.move_to_end(key)
         if len(self._tier) > self._tier_entries:
+            self._tier.popitem(last=False)
+        self._drop_stale_from_tier(now)
+
+    def _drop_stale_from_tier(self, now: float) -> None:
+        """Entries are in the order they were remembered, so the stale ones are at the
+        front: without this, a stream of fresh addresses would keep `memory_entries` of
+        them in memory long after `memory_ttl`."""
+        while self._tier:
+            deadline, _ = next(iter(self._tier.values()))
+            if deadline > now:
+                return
             self._tier.popitem(last=False)
 
     async def get(self, address: Address) -> CachedVerdict | None:

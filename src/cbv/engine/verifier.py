@@ -25,6 +25,7 @@ from cbv.callout.runner import NOTHING_KNOWN, CalloutRunner, DomainKnowledge
 from cbv.config import CacheConfig, Config, ConfigError
 from cbv.dns.resolver import DnspythonResolver, Resolver
 from cbv.engine.limits import GLOBAL_POOL, CalloutLimits, PoolHostSlots
+from cbv.engine.observer import NO_OBSERVER, VerifierObserver
 from cbv.engine.singleflight import LocalFlights, ProcessLocks, RedisLocks, SharedLocks
 from cbv.model import Reason, Result, Stage, Verdict, utcnow
 
@@ -93,7 +94,8 @@ class Verifier:
 
     Without `cache`, the cache is the one `config.cache` names (SQLite in the user's
     state directory by default) and is closed by `aclose()`; a `cache` passed in is
-    flushed but left open. `clock` (epoch seconds) is for tests of cache lifetimes.
+    flushed but left open. `clock` (epoch seconds) is for tests of cache lifetimes;
+    `observer` is told about cache lookups, limits and callouts (the daemon's metrics).
     """
 
     def __init__(
@@ -103,9 +105,11 @@ class Verifier:
         resolver: Resolver | None = None,
         cache: CacheBackend | None = None,
         clock: Clock = time.time,
+        observer: VerifierObserver = NO_OBSERVER,
     ) -> None:
         self.config = config or Config()
         self._clock = clock
+        self._observer = observer
         redis = None
         self._owns_cache = cache is None
         if cache is None:
@@ -257,6 +261,7 @@ class Verifier:
 
     async def _lookup(self, address: Address) -> Verdict | None:
         record = await self._cache.get(address)
+        self._observer.cache_lookup(record is not None)
         if record is None:
             return None
         if record.needs_refresh(self._clock()):
@@ -401,15 +406,26 @@ class Verifier:
             return {address: unreachable_verdict(address, domain) for address in addresses}
         wait = await self._limits.budget.reserve(domain)
         if wait is None:
+            self._observer.limit_refused(domain, "domain_budget")
             detail = f"callout budget for {domain} spent; not calling out now"
             return {address: rate_limited_verdict(address, detail) for address in addresses}
         if wait:
+            self._observer.limit_wait(domain, wait)
             await asyncio.sleep(wait)
         async with self._limits.in_flight.hold(GLOBAL_POOL) as admitted:
             if not admitted:
+                self._observer.limit_refused(domain, "in_flight")
                 detail = "too many callouts in flight; not calling out now"
                 return {address: rate_limited_verdict(address, detail) for address in addresses}
-            report = await self._runner.run_report(addresses, transcript, known)
+            self._observer.callout_started()
+            started = time.perf_counter()
+            verdicts: dict[Address, Verdict] = {}
+            try:
+                report = await self._runner.run_report(addresses, transcript, known)
+                verdicts = report.verdicts
+            finally:
+                self._observer.callout_finished(verdicts.values(),
+                                                time.perf_counter() - started)
         if not use_cache:
             return report.verdicts
         await self._learn(domain, report.learned)

@@ -1,0 +1,104 @@
+"""Render docs/configuration.md from the pydantic config models, so the reference cannot
+drift from the code. `python scripts/config_reference.py > docs/configuration.md`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from cbv.config import Config
+
+INTRO = """# Configuration reference
+
+cbv reads TOML from `--config FILE`, else `$CBV_CONFIG`, else `/etc/cbv/cbv.toml` if it
+exists, else uses the built-in defaults below. Unknown keys are errors that name the key;
+every error is one line. `contrib/cbv.toml` is a commented example.
+
+This page is generated from the code by `scripts/config_reference.py`; a test fails when it
+is out of date.
+"""
+
+DYNAMIC_DEFAULTS = {"callout.helo_name": "the machine's fully qualified name"}
+
+
+def _default(path: str, info: FieldInfo) -> str:
+    if path in DYNAMIC_DEFAULTS:
+        return DYNAMIC_DEFAULTS[path]
+    if info.default is not PydanticUndefined:
+        value: Any = info.default
+    elif info.default_factory is not None:
+        value = info.default_factory()  # type: ignore[call-arg]
+    else:
+        return "(required)"
+    if isinstance(value, BaseModel):
+        return "(table)"
+    return f"`{json.dumps(value)}`"
+
+
+def _type_name(info: FieldInfo) -> str:
+    text = str(info.annotation).replace("typing.", "")
+    for noise in ("<class '", "'>"):
+        text = text.replace(noise, "")
+    return text.replace("Literal", "one of ").replace("NoneType", "none")
+
+
+def _section_rows(model: type[BaseModel], prefix: str) -> list[tuple[str, list[str]]]:
+    rows: list[str] = []
+    nested: list[tuple[str, list[str]]] = []
+    for name, info in model.model_fields.items():
+        path = f"{prefix}.{name}" if prefix else name
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            nested.extend(_section_rows(annotation, path))
+            continue
+        description = (info.description or "").replace("|", "\\|")
+        rows.append(f"| `{name}` | {_type_name(info)} | {_default(path, info)} | {description} |")
+    sections = [(prefix, rows)] if rows else []
+    return sections + nested
+
+
+def render() -> str:
+    parts = [INTRO]
+    for section, rows in _section_rows(Config, ""):
+        model_doc = _section_doc(section)
+        parts.append(f"\n## [{section}]\n")
+        if model_doc:
+            parts.append(f"{model_doc}\n")
+        parts.append("\n| key | type | default | meaning |\n|---|---|---|---|")
+        parts.extend(rows)
+    return "\n".join(parts) + "\n"
+
+
+def _section_doc(section: str) -> str:
+    model: type[BaseModel] = Config
+    for part in section.split("."):
+        annotation = model.model_fields[part].annotation
+        assert isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        model = annotation
+    return " ".join((model.__doc__ or "").split())
+
+
+def undocumented() -> list[str]:
+    """Keys without a description: each must say what it does."""
+    missing: list[str] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, info in model.model_fields.items():
+            path = f"{prefix}.{name}" if prefix else name
+            annotation = info.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                walk(annotation, path)
+            elif not info.description:
+                missing.append(path)
+
+    walk(Config, "")
+    return missing
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())

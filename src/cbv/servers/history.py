@@ -1,0 +1,123 @@
+"""The recent past the status page shows: a time series in fixed steps, the latest
+decisions, and the domains whose callouts met a rate limit. Memory is bounded whatever the
+load: a fixed number of steps, of decisions and of domains."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+STEP = 10.0  # seconds per point of the series
+SPAN = 1800.0  # seconds of series kept: 30 minutes
+RECENT = 50  # decisions kept
+DOMAINS = 1000  # domains under rate-limit pressure remembered, least recent dropped
+PRESSURE_WINDOW = 600.0  # a domain counts as under pressure for 10 minutes
+PRESSURE_SHOWN = 20
+
+
+@dataclass(slots=True)
+class Step:
+    """What happened in one step of time."""
+
+    start: float
+    results: Counter[str] = field(default_factory=Counter)
+    callouts: int = 0
+    callout_seconds: float = 0.0
+    callout_max: float = 0.0
+    cache_hits: int = 0
+    cache_misses: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "t": self.start,
+            "results": dict(self.results),
+            "callouts": self.callouts,
+            "latency_ms_avg": round(self.callout_seconds / self.callouts * 1000, 3)
+            if self.callouts else None,
+            "latency_ms_max": round(self.callout_max * 1000, 3) if self.callouts else None,
+            "cache_hits": self.cache_hits,
+            "cache_misses": self.cache_misses,
+        }
+
+
+@dataclass(slots=True)
+class Pressure:
+    waits: int = 0
+    refusals: int = 0
+    last: float = 0.0
+
+
+class History:
+    """Fed by the daemon's telemetry as things happen; read by the status page."""
+
+    def __init__(self, clock: Callable[[], float] = time.time, step: float = STEP,
+                 span: float = SPAN, recent: int = RECENT, domains: int = DOMAINS) -> None:
+        self._clock = clock
+        self._step = step
+        self._steps: deque[Step] = deque(maxlen=max(1, int(span / step)))
+        self._recent: deque[dict[str, Any]] = deque(maxlen=recent)
+        self._pressure: OrderedDict[str, Pressure] = OrderedDict()
+        self._domains = domains
+
+    def _now_step(self) -> Step:
+        now = self._clock()
+        start = now - now % self._step
+        steps = self._steps
+        if not steps or steps[-1].start < start:
+            steps.append(Step(start))
+        return steps[-1]
+
+    def decided(self, listener: str, address: str, result: str, reason: str, action: str,
+                seconds: float) -> None:
+        self._now_step().results[result] += 1
+        self._recent.append({
+            "at": self._clock(), "listener": listener, "address": address, "result": result,
+            "reason": reason, "action": action, "duration_ms": round(seconds * 1000, 3),
+        })
+
+    def cache_lookup(self, hit: bool) -> None:
+        step = self._now_step()
+        if hit:
+            step.cache_hits += 1
+        else:
+            step.cache_misses += 1
+
+    def callout(self, seconds: float) -> None:
+        step = self._now_step()
+        step.callouts += 1
+        step.callout_seconds += seconds
+        step.callout_max = max(step.callout_max, seconds)
+
+    def limited(self, domain: str, refused: bool) -> None:
+        entry = self._pressure.pop(domain, None) or Pressure()
+        if refused:
+            entry.refusals += 1
+        else:
+            entry.waits += 1
+        entry.last = self._clock()
+        self._pressure[domain] = entry  # now the most recent
+        if len(self._pressure) > self._domains:
+            self._pressure.popitem(last=False)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the page draws, oldest first; decisions newest first."""
+        now = self._clock()
+        since = now - PRESSURE_WINDOW
+        pressed = [(domain, p) for domain, p in reversed(self._pressure.items())
+                   if p.last >= since]
+        pressed.sort(key=lambda item: (item[1].refusals, item[1].waits), reverse=True)
+        return {
+            "now": now,
+            "step_seconds": self._step,
+            "series": [step.as_dict() for step in self._steps if step.start > now - self.span],
+            "recent": list(reversed(self._recent)),
+            "pressure": [{"domain": domain, "waits": p.waits, "refusals": p.refusals,
+                          "last": p.last} for domain, p in pressed[:PRESSURE_SHOWN]],
+        }
+
+    @property
+    def span(self) -> float:
+        return (self._steps.maxlen or 1) * self._step

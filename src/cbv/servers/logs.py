@@ -1,0 +1,127 @@
+"""Logs as admins read them: one line per event, JSON when a machine reads stderr."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+import time
+from functools import lru_cache
+from typing import TextIO
+
+from cbv.config import LogConfig
+
+LOGGER = "cbv"
+FIELDS = "cbv_fields"  # the `extra` key that carries an event's structured fields
+_HANDLER_NAME = "cbv-serve"
+
+
+def fields_of(record: logging.LogRecord) -> dict[str, object]:
+    found = getattr(record, FIELDS, None)
+    return found if isinstance(found, dict) else {}
+
+
+@lru_cache(maxsize=4)
+def _second(epoch_second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_second))
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    """UTC with milliseconds; a busy daemon logs many lines in the same second."""
+    return f"{_second(int(record.created))}.{int(record.msecs):03d}Z"
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+@lru_cache(maxsize=256)
+def _head(level: str, logger: str, message: str) -> str:
+    """What follows the time: the same few combinations, over and over."""
+    return f'"level":"{level.lower()}","logger":{_json(logger)},"event":{_json(message)}'
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        head = (f'{{"time":"{_timestamp(record)}",'
+                f"{_head(record.levelname, record.name, message)}")
+        fields = fields_of(record)
+        if record.exc_info:
+            fields = {**fields, "error": self.formatException(record.exc_info)}
+        return f"{head},{_json(fields)[1:]}" if fields else f"{head}}}"
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        parts = [_timestamp(record), record.levelname, record.getMessage()]
+        for name, value in fields_of(record).items():
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            parts.append(f"{name}={json.dumps(text) if ' ' in text or not text else text}")
+        line = " ".join(parts)
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class LineHandler(logging.StreamHandler[TextIO]):
+    """One line per record, flushed once per event-loop turn when a loop runs: a busy
+    daemon makes one write for a burst of decisions, a quiet one still logs at once."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._flush_pending = False
+
+    def flush(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            super().flush()
+            return
+        if not self._flush_pending:
+            self._flush_pending = True
+            loop.call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flush_pending = False
+        with contextlib.suppress(OSError, ValueError):  # the stream is gone: as logging does
+            super().flush()
+
+
+def configure_logging(config: LogConfig, stream: TextIO | None = None) -> None:
+    """Idempotent, so a reload can change the level or format.
+
+    The daemon logs every decision, so what the formats never show is not gathered:
+    the caller's file and line, thread and process names (the logging HOWTO's
+    "Optimization" settings).
+    """
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    out = stream or sys.stderr
+    json_lines = config.format == "json" or (config.format == "auto" and not out.isatty())
+    handler = LineHandler(out)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
+    logger = logging.getLogger(LOGGER)
+    for old in [h for h in logger.handlers if h.get_name() == _HANDLER_NAME]:
+        logger.removeHandler(old)
+    logger.addHandler(handler)
+    logger.setLevel(config.level.upper())
+    logger.propagate = False
+
+
+def event(logger: logging.Logger, level: int, message: str, **fields: object) -> None:
+    """One log line: a short message and its structured fields."""
+    if logger.isEnabledFor(level):
+        logger.log(level, message, extra={FIELDS: fields})
+
+
+def failure(logger: logging.Logger, message: str, error: BaseException, **fields: object
+            ) -> None:
+    """An error of cbv's own, with its traceback: something to report, not to tune."""
+    fields["error"] = f"{type(error).__name__}: {error}"
+    logger.error(message, exc_info=error, extra={FIELDS: fields})

@@ -1,0 +1,146 @@
+"""What the daemon counts: Prometheus metrics for /metrics, and the recent history the
+status page draws. The listeners report each answer here; the verifier reports through
+the observer that `engine()` builds for it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from cbv.config import Config
+from cbv.engine.observer import Limit
+from cbv.model import Verdict
+from cbv.policy import Decision
+from cbv.policy.decision import ERROR
+from cbv.servers.history import History
+
+LISTENERS = ("policy", "smtpcbd", "milter", "http")
+CALLOUT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+DECISION_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                    1.0, 2.5, 5.0, 10.0)
+OVERRIDDEN, DEFAULT = "overridden", "default"  # domain classes: has a domain_overrides rate
+
+
+class Telemetry:
+    """One per daemon, across reloads: counts go on when the configuration changes."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.registry = CollectorRegistry()
+        self.history = History(clock)
+        self.started = clock()
+        r = self.registry
+        self.callouts = Counter(
+            "cbv_callouts", "Addresses verified by SMTP callout, by verdict",
+            ["result", "reason", "stage"], registry=r)
+        self.callout_seconds = Histogram(
+            "cbv_callout_duration_seconds", "Duration of SMTP callouts (one session each)",
+            buckets=CALLOUT_BUCKETS, registry=r)
+        self.in_flight = Gauge("cbv_callouts_in_flight", "SMTP callouts under way", registry=r)
+        self.cache = Counter(
+            "cbv_cache_lookups", "Verdict cache lookups, by backend and outcome (hit, miss)",
+            ["backend", "outcome"], registry=r)
+        self.limit_waits = Counter(
+            "cbv_rate_limit_waits", "Callouts that waited for their domain's budget",
+            ["domain_class"], registry=r)
+        self.limit_wait_seconds = Counter(
+            "cbv_rate_limit_wait_seconds", "Seconds callouts waited for their domain's budget",
+            ["domain_class"], registry=r)
+        self.limit_refusals = Counter(
+            "cbv_rate_limit_refusals", "Callouts not made because of a limit (rate_limited)",
+            ["domain_class", "limit"], registry=r)
+        self.requests = Counter(
+            "cbv_requests", "Requests answered, by listener", ["listener"], registry=r)
+        self.decisions = Counter(
+            "cbv_decisions", "Decisions, by listener, result and action",
+            ["listener", "result", "action"], registry=r)
+        self.decision_seconds = Histogram(
+            "cbv_decision_duration_seconds", "From a request's arrival to its answer",
+            ["listener"], buckets=DECISION_BUCKETS, registry=r)
+        self.errors = Counter(
+            "cbv_errors", "Malformed requests, protocol errors and cbv's own failures",
+            ["listener", "kind"], registry=r)
+        for listener in LISTENERS:  # present from the start, so rates work from zero
+            self.requests.labels(listener)
+            self.decision_seconds.labels(listener)
+        self._answered = {name: (self.requests.labels(name), self.decision_seconds.labels(name))
+                          for name in LISTENERS}
+        self._decided: dict[tuple[str, str, str], Counter] = {}
+
+    def engine(self, config: Config) -> EngineTelemetry:
+        """The observer for a Verifier built from `config`."""
+        return EngineTelemetry(self, config)
+
+    def answered(self, listener: str, decision: Decision | None, seconds: float) -> None:
+        """One well-formed request answered; `decision` None when it was not one cbv
+        decides on (and for every HTTP request)."""
+        requests, latency = self._answered[listener]
+        requests.inc()
+        if decision is None:
+            return
+        latency.observe(seconds)
+        key = (listener, decision.result, decision.action.value)
+        counter = self._decided.get(key)
+        if counter is None:  # few combinations: each child is looked up once
+            counter = self._decided[key] = self.decisions.labels(*key)
+        counter.inc()
+        if decision.result == ERROR:
+            self.errors.labels(listener, "internal_error").inc()
+        self.history.decided(listener, decision.address, decision.result, decision.reason,
+                             decision.action.value, seconds)
+
+    def looked_up(self, listener: str, verdict: Verdict, seconds: float) -> None:
+        """A verdict asked for directly (the HTTP API, whose requests are counted as they
+        come): no site policy, so no action."""
+        self._answered[listener][1].observe(seconds)
+        self.history.decided(listener, verdict.address, verdict.result.value,
+                             verdict.reason.value, "lookup", seconds)
+
+    def failed(self, listener: str, kind: str) -> None:
+        """A malformed request, a protocol error, or cbv's own failure."""
+        self.errors.labels(listener, kind).inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class EngineTelemetry:
+    """The verifier's observer: labels by the cache backend and domain class of one config."""
+
+    def __init__(self, telemetry: Telemetry, config: Config) -> None:
+        self._telemetry = telemetry
+        self._history = telemetry.history
+        backend = config.cache.location().kind.value
+        self._hit = telemetry.cache.labels(backend, "hit")
+        self._miss = telemetry.cache.labels(backend, "miss")
+        self._overridden = frozenset(config.limits.domain_overrides)
+
+    def _class(self, domain: str) -> str:
+        return OVERRIDDEN if domain in self._overridden else DEFAULT
+
+    def cache_lookup(self, hit: bool) -> None:
+        (self._hit if hit else self._miss).inc()
+        self._history.cache_lookup(hit)
+
+    def limit_wait(self, domain: str, seconds: float) -> None:
+        domain_class = self._class(domain)
+        self._telemetry.limit_waits.labels(domain_class).inc()
+        self._telemetry.limit_wait_seconds.labels(domain_class).inc(seconds)
+        self._history.limited(domain, refused=False)
+
+    def limit_refused(self, domain: str, limit: Limit) -> None:
+        self._telemetry.limit_refusals.labels(self._class(domain), limit).inc()
+        self._history.limited(domain, refused=True)
+
+    def callout_started(self) -> None:
+        self._telemetry.in_flight.inc()
+
+    def callout_finished(self, verdicts: Collection[Verdict], seconds: float) -> None:
+        telemetry = self._telemetry
+        telemetry.in_flight.dec()
+        telemetry.callout_seconds.observe(seconds)
+        self._history.callout(seconds)
+        for verdict in verdicts:
+            stage = verdict.stage.value if verdict.stage else "none"
+            telemetry.callouts.labels(verdict.result.value, verdict.reason.value, stage).inc()

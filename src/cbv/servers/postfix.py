@@ -1,0 +1,115 @@
+"""The Postfix policy listener (`check_policy_service`): many requests per connection."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from cbv.policy import Action, Decision, RequestContext, RequestKind
+from cbv.policy.decision import decide_error
+from cbv.protocol.postfix_policy import (
+    DUNNO,
+    MalformedRequest,
+    PolicyEvent,
+    PolicyRequest,
+    RequestParser,
+    defer_if_permit_action,
+    encode_action,
+    external_address,
+    hold_action,
+    prepend_action,
+    reply_action,
+    warn_action,
+)
+from cbv.servers.connection import ConnectionTracker, RequestConnection
+from cbv.servers.logs import FIELDS, event
+from cbv.servers.runtime import Answered, Runtime
+
+LOG = logging.getLogger("cbv.policy")
+DECISIONS = logging.getLogger("cbv.decision")
+REQUEST_TYPE = "smtpd_access_policy"
+POSTFIX_DEFER_CODE = 450  # what DEFER_IF_PERMIT answers with
+KINDS = {"MAIL": RequestKind.MAIL, "RCPT": RequestKind.RCPT}
+DUNNO_BYTES = encode_action(DUNNO)
+
+
+def context_of(request: PolicyRequest) -> RequestContext:
+    get = request.attributes.get
+    return RequestContext(
+        KINDS.get(get("protocol_state", "").upper(), RequestKind.OTHER),
+        external_address(get("sender", "")),
+        external_address(get("recipient", "")),
+        get("client_address", ""),
+        get("sasl_username", ""),
+    )
+
+
+def postfix_action(decision: Decision | None) -> str:
+    """One action per answer, so of the headers only the first can be prepended; a subject
+    tag cannot be applied through this protocol at all."""
+    if decision is None:
+        return DUNNO
+    if decision.dry_run:
+        if decision.action is Action.ACCEPT:
+            return DUNNO
+        return warn_action(f"cbv dry run: would {decision.action.value} <{decision.address}>: "
+                           f"{decision.reply}")
+    if decision.action is Action.REJECT and decision.code:
+        return reply_action(decision.code, decision.enhanced, decision.text)
+    if decision.action is Action.DEFER and decision.code:
+        if decision.code == POSTFIX_DEFER_CODE:
+            return defer_if_permit_action(decision.enhanced, decision.text)
+        return reply_action(decision.code, decision.enhanced, decision.text)
+    if decision.action is Action.QUARANTINE:
+        return hold_action(decision.text)
+    if decision.headers:
+        name, value = decision.headers[0]
+        return prepend_action(name, value)
+    return DUNNO
+
+
+class PolicyConnection(RequestConnection[PolicyEvent]):
+    def __init__(self, runtime: Runtime, tracker: ConnectionTracker) -> None:
+        super().__init__(tracker)
+        self._runtime = runtime
+        self._parser = RequestParser()
+
+    def parse(self, data: bytes) -> list[PolicyEvent]:
+        return self._parser.feed(data)
+
+    async def answer(self, request: PolicyEvent) -> bytes:
+        started = time.perf_counter()
+        with self._runtime.generation as generation:
+            if isinstance(request, MalformedRequest) or request.request not in ("", REQUEST_TYPE):
+                why = (request.reason if isinstance(request, MalformedRequest)
+                       else f"unknown request type {request.request!r}")
+                event(LOG, logging.WARNING, "malformed policy request", reason=why)
+                self._runtime.telemetry.failed("policy", "malformed_request")
+                refused = decide_error("", generation.policy.rules.default,
+                                       generation.config.server.fail_open, "malformed_request")
+                return encode_action(postfix_action(refused))
+            begun = generation.begin(context_of(request), request.instance)
+            if isinstance(begun, Answered):
+                return self._respond(request, begun, started)
+            late = self.answer_late(
+                lambda: self._respond(request, generation.in_progress(begun), started),
+            )
+            try:
+                answered = await generation.finish(begun)
+            finally:
+                late.cancel()
+            return b"" if late.sent else self._respond(request, answered, started)
+
+    def _respond(self, request: PolicyRequest, answered: Answered, started: float) -> bytes:
+        decision = answered.decision
+        action = postfix_action(decision)
+        seconds = time.perf_counter() - started
+        self._runtime.telemetry.answered("policy", decision, seconds)
+        if decision is not None and DECISIONS.isEnabledFor(logging.INFO):
+            fields = {"listener": "policy", **decision.log_fields()}
+            get = request.attributes.get
+            fields.update(answer=action, instance=get("instance", ""),
+                          recipient=get("recipient", ""), client=get("client_address", ""),
+                          duration_ms=round(seconds * 1000, 3))
+            DECISIONS.info("decision", extra={FIELDS: fields})
+        return DUNNO_BYTES if action == DUNNO else encode_action(action)
