@@ -4,6 +4,7 @@ drift from the code. `python scripts/config_reference.py > docs/configuration.md
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import Any
 
@@ -44,7 +45,8 @@ def _type_name(info: FieldInfo) -> str:
     text = str(info.annotation).replace("typing.", "")
     for noise in ("<class '", "'>"):
         text = text.replace(noise, "")
-    return text.replace("Literal", "one of ").replace("NoneType", "none")
+    text = text.replace("Literal", "one of ").replace("NoneType", "none")
+    return re.sub(r"cbv\.[\w.]+\.", "", text).replace("|", "or")
 
 
 def _section_rows(model: type[BaseModel], prefix: str) -> list[tuple[str, list[str]]]:
@@ -56,7 +58,7 @@ def _section_rows(model: type[BaseModel], prefix: str) -> list[tuple[str, list[s
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             nested.extend(_section_rows(annotation, path))
             continue
-        description = (info.description or "").replace("|", "\\|")
+        description = (info.description or "").replace("|", "\\|").replace("<", "&lt;")
         rows.append(f"| `{name}` | {_type_name(info)} | {_default(path, info)} | {description} |")
     sections = [(prefix, rows)] if rows else []
     return sections + nested
@@ -68,7 +70,7 @@ def render() -> str:
         model_doc = _section_doc(section)
         parts.append(f"\n## [{section}]\n")
         if model_doc:
-            parts.append(f"{model_doc}\n")
+            parts.append(model_doc.replace("<", "&lt;") + "\n")
         parts.append("\n| key | type | default | meaning |\n|---|---|---|---|")
         parts.extend(rows)
     return "\n".join(parts) + "\n"

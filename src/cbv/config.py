@@ -64,8 +64,17 @@ class DnsConfig(_Section):
         default_factory=list,
         description="'ip' or 'ip:port'; empty means the system resolver",
     )
-    timeout: PositiveSeconds = 5.0
-    cache_size: int = Field(default=10_000, ge=0)
+    timeout: PositiveSeconds = Field(
+        default=5.0,
+        description="seconds for a whole DNS lookup, retries included",
+    )
+    cache_size: int = Field(
+        default=10_000, ge=0,
+        description=(
+            "answers kept in the MX/address cache (TTL-honouring, least recently used dropped); 0"
+            " disables it"
+        ),
+    )
     negative_ttl: int = Field(default=300, ge=0, description="cap for NXDOMAIN/NODATA caching")
 
     @field_validator("nameservers")
@@ -81,23 +90,98 @@ class DnsConfig(_Section):
 
 
 class CalloutConfig(_Section):
-    port: int = Field(default=25, gt=0, lt=65536)
-    helo_name: str = Field(default_factory=socket.getfqdn)
-    mail_from: str = ""
-    fallback_mail_from: str = "postmaster"
-    try_null_sender_first: bool = True
-    try_vrfy_first: bool = False
-    detect_catch_all: bool = True
-    starttls: Literal["opportunistic", "never"] = "opportunistic"
-    connect_timeout: PositiveSeconds = 10.0
-    command_timeout: PositiveSeconds = 10.0
-    total_timeout: PositiveSeconds = 30.0
-    max_mx_hosts: int = Field(default=3, ge=1, le=20)
-    max_rcpts_per_session: int = Field(default=10, ge=1, le=100)
-    max_reply_bytes: int = Field(default=65_536, ge=1024)
-    source_address: str | None = None
-    map: dict[str, str] = Field(default_factory=dict)
-    routes: dict[str, list[str]] = Field(default_factory=dict)
+    port: int = Field(
+        default=25, gt=0, lt=65536,
+        description="TCP port dialled on every mail exchanger (routes may name their own)",
+    )
+    helo_name: str = Field(
+        default_factory=socket.getfqdn,
+        description="name sent in EHLO/HELO, and the domain of a bare `fallback_mail_from`",
+    )
+    mail_from: str = Field(
+        default="",
+        description="MAIL FROM for callouts (Momentum `mailfrom`); \"\" is the null sender",
+    )
+    fallback_mail_from: str = Field(
+        default="postmaster",
+        description=(
+            "sender tried when the first is refused: a local part (@ `helo_name` is added) or a "
+            "full address; \"\" for none"
+        ),
+    )
+    try_null_sender_first: bool = Field(
+        default=True,
+        description=(
+            "with `mail_from = \"\"`, try `MAIL FROM:<>` first; false starts with the fallback "
+            "sender"
+        ),
+    )
+    try_vrfy_first: bool = Field(
+        default=False,
+        description=(
+            "ask VRFY before MAIL/RCPT; 250/251 pass, 5.1.x fails, anything else falls through to"
+            " RCPT"
+        ),
+    )
+    detect_catch_all: bool = Field(
+        default=True,
+        description=(
+            "probe a random local part once per session to tell catch-all domains (`catch_all` in"
+            " the verdict)"
+        ),
+    )
+    starttls: Literal["opportunistic", "never"] = Field(
+        default="opportunistic",
+        description=(
+            "\"opportunistic\": use STARTTLS when offered (no certificate check, plain text again"
+            " if the handshake fails); \"never\""
+        ),
+    )
+    connect_timeout: PositiveSeconds = Field(
+        default=10.0,
+        description="seconds to establish a TCP connection to one host",
+    )
+    command_timeout: PositiveSeconds = Field(
+        default=10.0,
+        description="seconds to wait for each reply, the greeting included",
+    )
+    total_timeout: PositiveSeconds = Field(
+        default=30.0,
+        description="budget in seconds for the whole callout, all hosts together",
+    )
+    max_mx_hosts: int = Field(
+        default=3, ge=1, le=20,
+        description=(
+            "mail exchangers tried, in preference order (each at its first IPv4 and first IPv6 "
+            "address)"
+        ),
+    )
+    max_rcpts_per_session: int = Field(
+        default=10, ge=1, le=100,
+        description="RCPT commands per SMTP session, catch-all probe included; never exceeded",
+    )
+    max_reply_bytes: int = Field(
+        default=65_536, ge=1024,
+        description="largest multi-line reply accepted before the host is treated as broken",
+    )
+    source_address: str | None = Field(
+        default=None,
+        description="local IP address to dial from; default: the system's choice",
+    )
+    map: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "sender domain -> domain whose MX is asked (Momentum `map`); the RCPT still names the"
+            " original address"
+        ),
+    )
+    routes: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description=(
+            "domain (after `map`) -> explicit \"host[:port]\" list, dialled instead of its MX "
+            "(call forward); still subject to `security.allowed_target_networks`"
+        ),
+    )
 
     @field_validator("helo_name")
     @classmethod
@@ -129,7 +213,13 @@ class CalloutConfig(_Section):
 
 
 class SecurityConfig(_Section):
-    allowed_target_networks: list[str] = Field(default_factory=list)
+    allowed_target_networks: list[str] = Field(
+        default_factory=list,
+        description=(
+            "networks callouts may dial although not global (loopback, RFC 1918, link-local, "
+            "CGNAT, reserved... are forbidden otherwise)"
+        ),
+    )
 
     @field_validator("allowed_target_networks")
     @classmethod
@@ -142,22 +232,78 @@ class SecurityConfig(_Section):
 class CacheConfig(_Section):
     """Lifetimes in seconds; 0 means "do not cache this class"."""
 
-    url: str = ""  # "" = SQLite: `path`, else a file in the user's state directory
-    path: str = ""
-    pass_ttl: int = Field(default=7 * 86_400, ge=0)
-    pass_refresh: int = Field(default=86_400, ge=0)
-    fail_ttl: int = Field(default=3 * 3_600, ge=0)
-    transient_ttl: int = Field(default=300, ge=0)
-    unknown_ttl: int = Field(default=3_600, ge=0)
-    catch_all_ttl: int = Field(default=86_400, ge=0)
-    null_sender_ttl: int = Field(default=86_400, ge=0)
-    vrfy_ttl: int = Field(default=86_400, ge=0)
-    unreachable_ttl: int = Field(default=120, ge=0)
-    memory_entries: int = Field(default=100_000, ge=0)
-    memory_ttl: float = Field(default=30.0, ge=0, le=86_400)
-    hmac_key: str = ""
-    redis_timeout: PositiveSeconds = 0.5
-    redis_retry_interval: PositiveSeconds = 2.0
+    url: str = Field(
+        default="",
+        description=(
+            "cache backend: \"sqlite:///path\", \"memory://\", \"redis://host:port/db\", "
+            "\"redis+cluster://host:port\"; \"\" is SQLite at `path`"
+        ),
+    )
+    path: str = Field(
+        default="",
+        description=(
+            "SQLite file when `url` is empty; \"\" is cache.sqlite3 in the user's state directory"
+        ),
+    )
+    pass_ttl: int = Field(default=7 * 86_400, ge=0, description="seconds a pass verdict is kept")
+    pass_refresh: int = Field(
+        default=86_400, ge=0,
+        description=(
+            "seconds after which a cached pass is answered and renewed by a background callout"
+        ),
+    )
+    fail_ttl: int = Field(default=3 * 3_600, ge=0, description="seconds a fail verdict is kept")
+    transient_ttl: int = Field(
+        default=300, ge=0,
+        description=(
+            "seconds a transient verdict is kept (never replacing a still-valid pass or fail)"
+        ),
+    )
+    unknown_ttl: int = Field(default=3_600, ge=0, description="seconds an unknown verdict is kept")
+    catch_all_ttl: int = Field(
+        default=86_400, ge=0,
+        description=(
+            "seconds a domain's catch-all finding is remembered (the probe is skipped meanwhile)"
+        ),
+    )
+    null_sender_ttl: int = Field(
+        default=86_400, ge=0,
+        description=(
+            "seconds a domain's refusal of the null sender is remembered (the fallback sender "
+            "goes first)"
+        ),
+    )
+    vrfy_ttl: int = Field(
+        default=86_400, ge=0,
+        description="seconds a domain's VRFY usefulness is remembered",
+    )
+    unreachable_ttl: int = Field(
+        default=120, ge=0,
+        description="seconds a domain whose every MX failed is not dialled again",
+    )
+    memory_entries: int = Field(
+        default=100_000, ge=0,
+        description="verdicts kept in the in-process tier in front of SQLite or Redis",
+    )
+    memory_ttl: float = Field(
+        default=30.0, ge=0, le=86_400,
+        description="seconds the in-process tier may answer before asking the shared backend again",
+    )
+    hmac_key: str = Field(
+        default="",
+        description=(
+            "with Redis: key for HMAC-SHA256 of addresses in keys and values, so a dump does not "
+            "reveal them"
+        ),
+    )
+    redis_timeout: PositiveSeconds = Field(
+        default=0.5,
+        description="seconds for one Redis command before Redis counts as down",
+    )
+    redis_retry_interval: PositiveSeconds = Field(
+        default=2.0,
+        description="seconds between attempts to reach Redis again while it is down",
+    )
 
     @field_validator("url")
     @classmethod
@@ -180,12 +326,35 @@ class CacheConfig(_Section):
 class LimitsConfig(_Section):
     """Good citizenship: how hard cbv may press on one domain, one MX and the Internet."""
 
-    domain_per_minute: float = Field(default=30.0, gt=0, le=1_000_000)
-    domain_burst: int = Field(default=10, ge=1, le=100_000)
-    domain_overrides: dict[str, float] = Field(default_factory=dict)  # domain -> per minute
-    mx_concurrency: int = Field(default=5, ge=1, le=10_000)
-    max_in_flight: int = Field(default=500, ge=1, le=100_000)
-    max_wait: float = Field(default=5.0, ge=0, le=600)
+    domain_per_minute: float = Field(
+        default=30.0, gt=0, le=1_000_000,
+        description="callouts per minute to one target domain (token bucket), shared through Redis",
+    )
+    domain_burst: int = Field(
+        default=10, ge=1, le=100_000,
+        description="callouts a domain may receive at once before the per-minute rate applies",
+    )
+    domain_overrides: dict[str, float] = Field(
+        default_factory=dict,
+        description="domain -> callouts per minute, replacing `domain_per_minute` for that domain",
+    )
+    mx_concurrency: int = Field(
+        default=5, ge=1, le=10_000,
+        description="sessions open at once to one MX address",
+    )
+    max_in_flight: int = Field(
+        default=500, ge=1, le=100_000,
+        description=(
+            "callouts in flight in this process (and fleet-wide with Redis); also the concurrency"
+            " of `cbv verify --file`"
+        ),
+    )
+    max_wait: float = Field(
+        default=5.0, ge=0, le=600,
+        description=(
+            "seconds a callout may wait for a budget before answering transient/rate_limited"
+        ),
+    )
 
     @field_validator("domain_overrides")
     @classmethod
@@ -455,7 +624,10 @@ class HttpConfig(_Section):
 class LogConfig(_Section):
     """`cbv serve` logs to stderr, one line per event and per decision."""
 
-    level: Literal["debug", "info", "warning", "error"] = "info"
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info",
+        description="least severe level logged",
+    )
     format: Literal["auto", "json", "text"] = Field(
         default="auto", description="auto: text on a terminal, JSON lines otherwise"
     )
