@@ -80,7 +80,8 @@ def _section_doc(section: str) -> str:
     model: type[BaseModel] = Config
     for part in section.split("."):
         annotation = model.model_fields[part].annotation
-        assert isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        assert isinstance(annotation, type)
+        assert issubclass(annotation, BaseModel)
         model = annotation
     return " ".join((model.__doc__ or "").split())
 
