@@ -10,6 +10,7 @@ import pytest_asyncio
 
 from cbv.config import Config, config_from_dict
 from cbv.engine.verifier import Verifier
+from cbv.model import Verdict
 from cbv.testing import FakeDNS, MXFarm, MXScript, ScriptedMX, start_farm
 
 HELO = "verifier.cbv.test"
@@ -64,7 +65,7 @@ class World:
         return make_config(self.dns.nameserver, chosen, **sections)
 
     async def verify(self, address: str, port: int | None = None,
-                     **sections: dict[str, Any]):  # type: ignore[no-untyped-def]
+                     **sections: dict[str, Any]) -> Verdict:
         async with Verifier(self.config(port, **sections)) as verifier:
             return await verifier.verify(address, transcript=True)
 

@@ -19,6 +19,7 @@ async def test_stale_entries_leave_the_memory_tier_as_fresh_ones_arrive(tmp_path
             await backend.put(record(f"user{n}@fresh.test", now=clock()))
             clock.advance(1.0)
         assert len(backend._tier) <= 31
+        await backend.flush()
         assert await backend.get(parse_address("user0@fresh.test")) is not None  # from the file
     finally:
         await backend.aclose()

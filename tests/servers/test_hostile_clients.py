@@ -1,4 +1,5 @@
-"""Hostile clients against the policy and smtpcbd listeners of one in-process daemon.
+"""Hostile clients against the listeners of one in-process daemon (policy and smtpcbd
+throughout; milter and HTTP for garbage and slow clients).
 
 Garbage, oversized input, slowloris, a thousand connections at once, disconnects in the
 middle of a request and a pipelined flood: the daemon must stay up, memory must stay
@@ -32,6 +33,9 @@ from tests.world import World
 LIVENESS = 2.0  # seconds a well-behaved client may wait while the others misbehave
 IDLE = 1.0  # the idle timeout these tests run the daemon with
 MAX_RSS_GROWTH = 100 * 2**20
+MILTER_OPTNEG = bytes.fromhex("0000000d 4f 00000006 000001ff 001fffff")
+HTTP_REQUEST = b"GET /healthz HTTP/1.1\r\nHost: cbv.test\r\n\r\n"
+SLOW_CLIENT_LISTENERS = ["policy", "smtpcbd", "milter", "http"]
 
 
 def rss_bytes() -> int:
@@ -42,7 +46,8 @@ def rss_bytes() -> int:
 @pytest_asyncio.fixture
 async def daemon(world: World) -> AsyncIterator[Daemon]:
     farm: MXFarm = await sender_domains(world)
-    config = server_config(world, farm, server={"idle_timeout": IDLE})
+    config = server_config(world, farm, server={
+        "idle_timeout": IDLE, "milter": "127.0.0.1:0", "http": "127.0.0.1:0"})
     async with running(config) as started:
         yield started
 
@@ -93,7 +98,7 @@ async def closed_within(reader: asyncio.StreamReader, seconds: float) -> bytes:
         return await reader.read()
 
 
-@pytest.mark.parametrize("listener", ["policy", "smtpcbd"])
+@pytest.mark.parametrize("listener", ["policy", "smtpcbd", "milter", "http"])
 async def test_garbage_gets_an_error_or_a_close(daemon: Daemon, listener: str) -> None:
     garbage = bytes(range(256)) * 16 + b"\n\n\x00\xff\r\n\n"
 
@@ -106,6 +111,10 @@ async def test_garbage_gets_an_error_or_a_close(daemon: Daemon, listener: str) -
             writer.close()
             if listener == "smtpcbd":
                 assert said.startswith(b"TEMPFAIL:bad request"), said
+            elif listener == "http":
+                assert said.startswith(b"HTTP/1.1 400 "), said
+            elif listener == "milter":
+                assert said == b"", said  # a protocol error: closed without an answer
             else:
                 assert said.startswith(b"action=") or said == b"", said
 
@@ -125,7 +134,7 @@ async def test_oversized_smtpcbd_line_is_refused(daemon: Daemon) -> None:
     assert answer.startswith("TEMPFAIL:bad request; line longer than 1024 bytes"), answer
 
 
-@pytest.mark.parametrize("listener", ["policy", "smtpcbd"])
+@pytest.mark.parametrize("listener", SLOW_CLIENT_LISTENERS)
 async def test_silent_client_is_closed_after_the_idle_timeout(daemon: Daemon, listener: str
                                                                ) -> None:
     reader, writer = await connect(daemon.addresses()[listener])
@@ -135,11 +144,12 @@ async def test_silent_client_is_closed_after_the_idle_timeout(daemon: Daemon, li
     writer.close()
 
 
-@pytest.mark.parametrize("listener", ["policy", "smtpcbd"])
+@pytest.mark.parametrize("listener", SLOW_CLIENT_LISTENERS)
 async def test_slowloris_is_closed_after_the_idle_timeout(daemon: Daemon, listener: str) -> None:
     """A byte every 0.2 s never completes a request: trickling does not count as activity."""
     reader, writer = await connect(daemon.addresses()[listener])
-    request = policy_request("alice@pass.test") if listener == "policy" else b"<alice@pass.test>"
+    request = {"policy": policy_request("alice@pass.test"), "smtpcbd": b"<alice@pass.test>",
+               "milter": MILTER_OPTNEG, "http": HTTP_REQUEST}[listener]
     started = time.monotonic()
     closed = asyncio.create_task(closed_within(reader, IDLE * 4))
     try:

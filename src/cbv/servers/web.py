@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from cbv.endpoint import Endpoint
 from cbv.servers.http_api import build_app, guarded
@@ -16,7 +18,6 @@ from cbv.servers.logs import event
 from cbv.servers.runtime import Runtime
 
 LOG = logging.getLogger("cbv.http")
-KEEP_ALIVE = 30  # seconds an idle client connection stays open
 MAX_HEAD = 16_384  # a request head still incomplete after this many bytes is refused
 
 
@@ -35,6 +36,50 @@ def _adopt_uvicorn_logs() -> None:
         logger.propagate = name != "uvicorn"
 
 
+class _RequestHeadDeadline(H11Protocol):
+    """uvicorn counts every byte as activity, so a client that never sends a request, or
+    trickles its head a byte at a time (slowloris), keeps its connection for ever. As on
+    cbv's other listeners, only a complete request counts: its head must arrive within the
+    idle timeout (uvicorn's keep-alive setting) after connecting or after the last answer."""
+
+    _deadline: asyncio.TimerHandle | None = None
+    _answered: object = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._await_request()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.cycle is not self._answered:
+            self._cancel_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._await_request()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_deadline()
+        super().connection_lost(exc)
+
+    def _await_request(self) -> None:
+        self._cancel_deadline()
+        self._answered = self.cycle
+        self._deadline = self.loop.call_later(self.timeout_keep_alive, self._overdue)
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _overdue(self) -> None:
+        self._deadline = None
+        idle = self.cycle is None or self.cycle.response_complete
+        if self.cycle is self._answered and idle:
+            self.transport.close()
+
+
 class HttpListener:
     """One app for the daemon's life; a uvicorn server for each address it listens on
     (a reload that moves the listener opens another, and the old one's connections
@@ -42,16 +87,21 @@ class HttpListener:
 
     def __init__(self, runtime: Runtime) -> None:
         _adopt_uvicorn_logs()
+        self._runtime = runtime
         self._app = guarded(build_app(runtime), runtime)
         self._servers: list[uvicorn.Server] = []
+
+    def _idle_timeout(self) -> int:
+        """uvicorn takes whole seconds; `server.idle_timeout` may be fractional."""
+        return max(1, math.ceil(self._runtime.generation.config.server.idle_timeout))
 
     async def open(self, endpoint: Endpoint) -> asyncio.Server:
         """Raises ListenError as `listen()` does."""
         sock = listening_socket(endpoint)
         config = uvicorn.Config(
             self._app, lifespan="off", log_config=None, access_log=False, ws="none",
-            http="h11", interface="asgi3", proxy_headers=False, server_header=False,
-            date_header=False, timeout_keep_alive=KEEP_ALIVE,
+            http=_RequestHeadDeadline, interface="asgi3", proxy_headers=False, server_header=False,
+            date_header=False, timeout_keep_alive=self._idle_timeout(),
             h11_max_incomplete_event_size=MAX_HEAD,
         )
         config.load()
