@@ -30,6 +30,7 @@ from pathlib import Path
 
 import redis.asyncio
 
+from bench.helpers import BENCHMARKS_DOC, write_docs_section
 from cbv.address import parse_address
 from cbv.cache.records import CachedVerdict, Lifetimes
 from cbv.cache.redis_link import KeyScheme
@@ -37,8 +38,6 @@ from cbv.config import Config, config_from_dict
 from cbv.engine.verifier import Verifier
 from cbv.model import Reason, Result, SmtpReply, Stage, Verdict, utcnow
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- bench:cache -->", "<!-- /bench:cache -->"
 CONCURRENCY = 50
 ROUNDS = 3
 REDIS_ROUNDS = 7  # the round trip is the noisiest figure on a shared machine
@@ -317,24 +316,12 @@ def report(results: dict[str, float | None], scale: Scale, command: str) -> str:
     return "\n".join(lines)
 
 
-def write_docs(section: str, path: Path = DOCS) -> None:
-    """Replace only this benchmark's section; other benchmarks own the rest of the file."""
-    block = f"{BEGIN}\n{section}\n{END}"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, _, rest = text.partition(BEGIN)
-        text = head + block + rest.partition(END)[2]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench cache", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a few addresses, no docs")
-    parser.add_argument("--no-docs", action="store_true", help=f"do not update {DOCS.name}")
+    parser.add_argument("--no-docs", action="store_true",
+                        help=f"do not update {BENCHMARKS_DOC.name}")
     args = parser.parse_args(argv)
     scale = QUICK if args.quick else FULL
     started = time.perf_counter()
@@ -342,7 +329,7 @@ def main(argv: list[str]) -> int:
     section = report(results, scale, " ".join(["python -m bench cache", *argv]))
     print(section)
     if not (args.quick or args.no_docs):
-        write_docs(section)
-        print(f"\nwrote the 'Cache' section of {DOCS}")
+        write_docs_section("cache", section)
+        print(f"\nwrote the 'Cache' section of {BENCHMARKS_DOC}")
     print(f"\ntotal {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.helpers import (
+    BENCHMARKS_DOC,
     Helper,
     cpu_seconds,
     loopback_only,
@@ -48,6 +49,7 @@ from bench.helpers import (
     run_isolated,
     serve_requests,
     status_mb,
+    write_docs_section,
 )
 from bench.mx_farm import FarmProcess, mailbox_exists
 from cbv.config import Config, config_from_dict
@@ -61,8 +63,6 @@ SLOW_DELAY = 2.0  # seconds before each reply of the slow farm
 PY3VE_THREADS = 16
 RUN_LIMIT = 300.0  # seconds any one measurement may take before it gives up
 PHASE_TIMEOUT = RUN_LIMIT + 120.0
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- bench:callout -->", "<!-- /bench:callout -->"
 
 # Targets from the issue.
 MIN_FLOOR_RATIO = 0.60
@@ -647,19 +647,6 @@ def report(results: dict[str, Any], scale: Scale, command: str, elapsed: float) 
     return "\n".join(lines)
 
 
-def write_docs(section: str, path: Path = DOCS) -> None:
-    """Replace only this benchmark's section; other benchmarks own the rest of the file."""
-    block = f"{BEGIN}\n{section}\n{END}"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, _, rest = text.partition(BEGIN)
-        text = head + block + rest.partition(END)[2]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench callout", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -670,7 +657,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=None,
                         help="rounds per throughput measurement, fastest kept (default: 3, "
                         "1 with --quick)")
-    parser.add_argument("--no-docs", action="store_true", help=f"do not update {DOCS.name}")
+    parser.add_argument("--no-docs", action="store_true",
+                        help=f"do not update {BENCHMARKS_DOC.name}")
     args = parser.parse_args(argv)
     scale = QUICK if args.quick else FULL
     ports = (args.port, 0) if args.port else (0,)
@@ -683,7 +671,7 @@ def main(argv: list[str]) -> int:
     print()
     print(section)
     if not (args.quick or args.no_docs):
-        write_docs(section)
-        print(f"\nwrote the 'Callout engine' section of {DOCS}")
+        write_docs_section("callout", section)
+        print(f"\nwrote the 'Callout engine' section of {BENCHMARKS_DOC}")
     print(f"\ntotal {elapsed:.1f} s", file=sys.stderr)
     return 0

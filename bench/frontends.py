@@ -34,12 +34,17 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TextIO
 
-from bench.helpers import Helper, cpu_seconds, loopback_only, raise_fd_limit
-from bench.policy import DOCS, _cpu_model
+from bench.helpers import (
+    Helper,
+    cpu_seconds,
+    loopback_only,
+    raise_fd_limit,
+    write_docs_section,
+)
+from bench.policy import _cpu_model
 from bench.policy_load import requests_for
 from bench.policy_servers import DOMAIN, MX_HOST, SENDERS_AT_MOST, _serve_in_thread
 
-BEGIN, END = "<!-- bench:frontends -->", "<!-- /bench:frontends -->"
 FRONT_ENDS = ("policy", "milter", "http")
 _LENGTH = struct.Struct(">I")
 
@@ -309,7 +314,6 @@ def report(results: Results, quick: bool) -> str:
                             ("http", "HTTP `GET /v1/verify`"))
     ]
     lines = [
-        BEGIN,
         "## Front ends: policy, milter, HTTP",
         "",
         f"`python -m bench frontends`{' --quick' if quick else ''}, run "
@@ -333,7 +337,6 @@ def report(results: Results, quick: bool) -> str:
         "(the token check) and parameter validation, and carries the full Verdict as JSON.",
         "- On this 2-core machine the rates move by a fifth from run to run with whatever "
         "else runs; the server CPU per answer is the steadier comparison.",
-        END,
     ]
     return "\n".join(lines)
 
@@ -349,16 +352,7 @@ def main(argv: list[str]) -> int:
     print(section)
     print(f"\n({time.monotonic() - started:.0f} s)", file=sys.stderr)
     if not args.no_docs:
-        write_docs(section)
+        write_docs_section("frontends", section)
     return 0
 
 
-def write_docs(section: str, docs: Path = DOCS) -> None:
-    """Replace this benchmark's section in place, or add it; other sections stay."""
-    text = docs.read_text(encoding="utf-8") if docs.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    docs.write_text(text, encoding="utf-8")

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from ipaddress import ip_address
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 SPAWN = multiprocessing.get_context("spawn")  # no inherited threads, sockets or memory
@@ -178,3 +179,21 @@ def run_isolated(function: Callable[..., Any], *args: Any, timeout: float) -> An
     if status != "ok":
         raise RuntimeError(f"{function.__name__}: {value}")
     return value
+
+
+BENCHMARKS_DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+def write_docs_section(name: str, section: str, path: Path = BENCHMARKS_DOC) -> None:
+    """Replace benchmark `name`'s section between its markers, or add it: each benchmark
+    owns its own section of the file and leaves the others alone."""
+    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    block = f"{begin}\n{section}\n{end}"
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    if begin in text and end in text:
+        head, _, rest = text.partition(begin)
+        text = head + block + rest.partition(end)[2]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.helpers import Helper, cpu_seconds, raise_fd_limit
+from bench.helpers import Helper, cpu_seconds, raise_fd_limit, write_docs_section
 from bench.policy_load import (
     PolicyClient,
     Run,
@@ -39,9 +39,6 @@ from bench.policy_load import (
     requests_for,
 )
 from bench.policy_servers import DOMAIN, cbv_server, reference_server
-
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- bench:policy -->", "<!-- /bench:policy -->"
 
 # Targets from the issue.
 MIN_RATE_RATIO = 0.50
@@ -212,7 +209,6 @@ def report(results: Results, quick: bool) -> str:
                 f"{max(run.latencies_ms):.1f} ms")
 
     lines = [
-        BEGIN,
         "## Policy listener",
         "",
         f"`python -m bench policy`{' --quick' if quick else ''}, run "
@@ -249,20 +245,10 @@ def report(results: Results, quick: bool) -> str:
         "rate.",
         f"- cbv's answers in its best run: {mix}; its decision log holds "
         f"{results.log_lines:,} lines for {results.cbv_decisions:,} decisions.",
-        END,
     ]
     return "\n".join(lines)
 
 
-def write_docs(section: str, docs: Path = DOCS) -> None:
-    """Replace this benchmark's section in place, or add it; other sections stay."""
-    text = docs.read_text(encoding="utf-8") if docs.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    docs.write_text(text, encoding="utf-8")
 
 
 def main(argv: list[str]) -> int:
@@ -276,5 +262,5 @@ def main(argv: list[str]) -> int:
     print(section)
     print(f"\n({time.monotonic() - started:.0f} s)", file=sys.stderr)
     if not args.no_docs:
-        write_docs(section)
+        write_docs_section("policy", section)
     return 0

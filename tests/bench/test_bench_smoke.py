@@ -6,10 +6,9 @@ parts (py3-validate-email, which needs port 25, and the slow farm).
 """
 
 import socket
-from pathlib import Path
 
 from bench.__main__ import main as bench_main
-from bench.callout import BEGIN, END, Scale, run, write_docs
+from bench.callout import Scale, run
 from bench.helpers import loopback_only, run_isolated
 
 TINY = Scale(domains=10, per_domain=5, hosts=3, concurrency=20, py3ve=0, in_flight=0,
@@ -29,17 +28,6 @@ def test_every_address_gets_an_answer_from_the_floor_and_from_cbv() -> None:
     assert cbv["mismatches"] == 0
     assert cbv["dns_queries"] > 0
     assert results["skipped"] == {"py3ve": "not asked for"}
-
-
-def test_docs_section_is_replaced_in_place(tmp_path: Path) -> None:
-    docs = tmp_path / "benchmarks.md"
-    docs.write_text(f"# Benchmarks\n\n{BEGIN}\nold\n{END}\n\n<!-- bench:cache -->\nkept\n")
-    write_docs("new", docs)
-    write_docs("newer", docs)
-    text = docs.read_text()
-    assert f"{BEGIN}\nnewer\n{END}" in text
-    assert "old" not in text and "new\n" not in text
-    assert "<!-- bench:cache -->\nkept\n" in text
 
 
 def test_dispatcher_lists_the_benchmarks(capsys) -> None:  # type: ignore[no-untyped-def]

@@ -1,10 +1,9 @@
 """The front-end benchmark's plumbing at a tiny scale, as `python -m bench frontends` runs
 it; no timing is asserted."""
 
-from pathlib import Path
 
 from bench.__main__ import main as bench_main
-from bench.frontends import BEGIN, END, Scale, report, run, write_docs
+from bench.frontends import Scale, report, run
 
 TINY = Scale(seconds=0.3, rounds=1, connections=3, senders=10)
 
@@ -16,18 +15,7 @@ def test_every_front_end_answers_from_the_cache() -> None:
     assert set(results.best["http"].answers) == {"200"}
     assert all(best.rate > 0 for best in results.best.values())
     section = report(results, quick=True)
-    assert section.startswith(f"{BEGIN}\n## Front ends: policy, milter, HTTP\n")
-    assert section.endswith(END)
-
-
-def test_its_docs_section_is_its_own(tmp_path: Path) -> None:
-    docs = tmp_path / "benchmarks.md"
-    docs.write_text("# Benchmarks\n\n<!-- bench:policy -->\nkept\n<!-- /bench:policy -->\n")
-    write_docs(f"{BEGIN}\nfirst\n{END}", docs)
-    write_docs(f"{BEGIN}\nsecond\n{END}", docs)
-    text = docs.read_text()
-    assert f"{BEGIN}\nsecond\n{END}" in text and "first" not in text
-    assert "<!-- bench:policy -->\nkept\n" in text
+    assert section.startswith("## Front ends: policy, milter, HTTP\n")
 
 
 def test_the_dispatcher_knows_it(capsys) -> None:  # type: ignore[no-untyped-def]
