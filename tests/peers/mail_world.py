@@ -30,8 +30,8 @@ from typing import Any, TypeVar
 
 import pytest
 from aiosmtpd.controller import Controller
-from bench.mail_servers import PrivateResolver, free_port, private_directory, unavailable
 
+from bench.mail_servers import PrivateResolver, free_port, private_directory, unavailable
 from cbv.testing.zoo import SCENARIOS, Zoo, start_zoo
 
 T = TypeVar("T")

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bench.compare_verifiers import COMPARED, DOCS, main, stable_rows
 
+from bench.compare_verifiers import COMPARED, DOCS, main, stable_rows
 from cbv.testing.zoo import SCENARIOS
 from tests.peers.mail_world import require
 

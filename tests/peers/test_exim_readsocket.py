@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from bench.mail_servers import Exim, free_port
 
+from bench.mail_servers import Exim, free_port
 from tests.peers.guides import settings, snippet
 from tests.peers.mail_world import (
     EXCLUDED,

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from bench.mail_servers import Postfix, free_port, main_cf_settings
 
+from bench.mail_servers import Postfix, free_port, main_cf_settings
 from tests.peers.guides import settings, snippet
 from tests.peers.mail_world import (
     EXCLUDED,

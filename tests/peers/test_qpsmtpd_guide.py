@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from bench.mail_servers import free_port
 
+from bench.mail_servers import free_port
 from tests.peers.guides import settings, snippet
 from tests.peers.mail_world import (
     EXCLUDED,

@@ -4,6 +4,7 @@ flat after the warm-up (bench/soak.py defines flat)."""
 from __future__ import annotations
 
 import pytest
+
 from bench.soak import soak
 
 pytestmark = pytest.mark.slow
