@@ -32,18 +32,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import TextIO
 
 from bench.helpers import (
     Helper,
     cpu_seconds,
-    loopback_only,
     raise_fd_limit,
     write_docs_section,
 )
 from bench.policy import _cpu_model
 from bench.policy_load import requests_for
-from bench.policy_servers import DOMAIN, MX_HOST, SENDERS_AT_MOST, _serve_in_thread
+from bench.policy_servers import DOMAIN, cbv_daemon
 
 FRONT_ENDS = ("policy", "milter", "http")
 _LENGTH = struct.Struct(">I")
@@ -82,45 +80,8 @@ class Results:
 
 def cbv_frontends(conn: Connection, log_path: str) -> None:
     """The daemon with all three listeners, a fake DNS and MX in its own process."""
-    raise_fd_limit()
-    loopback_only({})
-    from cbv.config import LogConfig, config_from_dict
-    from cbv.servers.daemon import Daemon
-    from cbv.servers.logs import configure_logging
-    from cbv.testing import FakeDNS, MXScript, Reply, ScriptedMX
-
-    async def main(log: TextIO) -> None:
-        with FakeDNS() as dns:
-            dns.add_mx(DOMAIN, [(10, f"mx.{DOMAIN}")])
-            dns.add_a(f"mx.{DOMAIN}", MX_HOST)
-            script = MXScript(rcpt=[(f"pass-*@{DOMAIN}", Reply(250, "2.1.5 Ok"))])
-            async with ScriptedMX(host=MX_HOST, script=script) as mx:
-                config = config_from_dict({
-                    "dns": {"nameservers": [dns.nameserver]},
-                    "callout": {"port": mx.port, "helo_name": "verifier.bench.test"},
-                    "security": {"allowed_target_networks": ["127.0.0.0/8"]},
-                    "cache": {"url": "memory://"},
-                    "limits": {"domain_per_minute": 1e6, "domain_burst": SENDERS_AT_MOST},
-                    "server": {"policy": "127.0.0.1:0", "smtpcbd": "",
-                               "milter": "127.0.0.1:0", "http": "127.0.0.1:0"},
-                }, "bench")
-                configure_logging(LogConfig(format="json"), log)
-                started = asyncio.Event()
-                daemon = Daemon(config, announce=lambda line: started.set())
-                running = asyncio.create_task(daemon.run())
-                announced = asyncio.create_task(started.wait())
-                await asyncio.wait({running, announced}, return_when=asyncio.FIRST_COMPLETED)
-                if running.done():
-                    running.result()
-                stop = asyncio.Event()
-                _serve_in_thread(conn, asyncio.get_running_loop(), daemon.addresses(), stop,
-                                 lambda: daemon.connections)
-                await stop.wait()
-                daemon.stop()
-                await running
-
-    with open(log_path, "w", encoding="utf-8") as log:
-        asyncio.run(main(log))
+    cbv_daemon(conn, log_path, {"policy": "127.0.0.1:0", "smtpcbd": "",
+                                "milter": "127.0.0.1:0", "http": "127.0.0.1:0"})
 
 
 class Answering(asyncio.Protocol):

@@ -75,6 +75,14 @@ def reference_server(conn: Connection, answers: dict[str, str]) -> None:
 
 
 def cbv_server(conn: Connection, log_path: str) -> None:
+    """The daemon with only its policy listener, for the policy benchmark."""
+    cbv_daemon(conn, log_path, {"policy": "127.0.0.1:0", "smtpcbd": ""})
+
+
+def cbv_daemon(conn: Connection, log_path: str, listeners: dict[str, str]) -> None:
+    """`cbv serve`'s Daemon with `listeners`, a fake DNS and MX, in its own process; it
+    publishes every listener's address, and the policy one as "address" too, where the
+    policy benchmark looks for each server it compares."""
     raise_fd_limit()
     loopback_only({})
     from cbv.config import LogConfig, config_from_dict
@@ -94,7 +102,7 @@ def cbv_server(conn: Connection, log_path: str) -> None:
                     "security": {"allowed_target_networks": ["127.0.0.0/8"]},
                     "cache": {"url": "memory://"},
                     "limits": {"domain_per_minute": 1e6, "domain_burst": SENDERS_AT_MOST},
-                    "server": {"policy": "127.0.0.1:0", "smtpcbd": ""},
+                    "server": listeners,
                 }, "bench")
                 configure_logging(LogConfig(format="json"), log)
                 started = asyncio.Event()
@@ -105,8 +113,9 @@ def cbv_server(conn: Connection, log_path: str) -> None:
                 if running.done():
                     running.result()  # it could not start: its error goes to the parent
                 stop = asyncio.Event()
+                addresses = daemon.addresses()
                 _serve_in_thread(conn, asyncio.get_running_loop(),
-                                 {"address": daemon.addresses()["policy"]}, stop,
+                                 {"address": addresses["policy"], **addresses}, stop,
                                  lambda: daemon.connections)
                 await stop.wait()
                 daemon.stop()

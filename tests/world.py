@@ -64,6 +64,20 @@ class World:
         chosen = port if port is not None else (self.farms[-1].port if self.farms else 25)
         return make_config(self.dns.nameserver, chosen, **sections)
 
+    def toml(self, port: int, callout: str = "") -> str:
+        """This world as the head of a cbv.toml (the fake DNS, the MX port, loopback
+        allowed); `callout` adds lines to [callout], callers append their own tables."""
+        return f"""
+[dns]
+nameservers = ["{self.dns.nameserver}"]
+[callout]
+port = {port}
+helo_name = "{HELO}"
+{callout}
+[security]
+allowed_target_networks = ["127.0.0.0/8"]
+"""
+
     async def verify(self, address: str, port: int | None = None,
                      **sections: dict[str, Any]) -> Verdict:
         async with Verifier(self.config(port, **sections)) as verifier:

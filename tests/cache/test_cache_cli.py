@@ -151,14 +151,7 @@ async def run_verify(config: Path, *extra: str) -> dict[str, object]:
 async def test_verify_no_cache_neither_reads_nor_stores(world: World, tmp_path: Path) -> None:
     farm = await world.mx("example.test", {"127.0.0.2": MXScript(catch_all=True)})
     config = tmp_path / "cbv.toml"
-    config.write_text(f"""
-[dns]
-nameservers = ["{world.dns.nameserver}"]
-[callout]
-port = {farm.port}
-helo_name = "verifier.cbv.test"
-[security]
-allowed_target_networks = ["127.0.0.0/8"]
+    config.write_text(world.toml(farm.port) + f"""
 [cache]
 path = "{tmp_path / 'cache.sqlite3'}"
 """)

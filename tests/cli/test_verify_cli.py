@@ -16,27 +16,9 @@ from tests.world import World
 CBV = [sys.executable, "-m", "cbv.cli"]
 
 
-def write_config(path: Path, world: World, extra: str = "") -> Path:
-    path.write_text(
-        f"""
-[dns]
-nameservers = ["{world.dns.nameserver}"]
-timeout = 2.0
-
-[callout]
-port = {world.farms[-1].port}
-helo_name = "verifier.cbv.test"
-command_timeout = 2.0
-total_timeout = 5.0
-
-[security]
-allowed_target_networks = ["127.0.0.0/8"]
-
-[cache]
-url = "memory://"
-{extra}
-"""
-    )
+def write_config(path: Path, world: World) -> Path:
+    head = world.toml(world.farms[-1].port, "command_timeout = 2.0\ntotal_timeout = 5.0")
+    path.write_text(head + '[cache]\nurl = "memory://"\n')
     return path
 
 

@@ -24,18 +24,7 @@ ROOMY_DOMAIN = {"domain_burst": 1_000}
 
 
 def write_config(path: Path, world: World, redis_url: str) -> Path:
-    path.write_text(f"""
-[dns]
-nameservers = ["{world.dns.nameserver}"]
-
-[callout]
-port = {world.farms[-1].port}
-helo_name = "verifier.cbv.test"
-total_timeout = 20.0
-
-[security]
-allowed_target_networks = ["127.0.0.0/8"]
-
+    path.write_text(world.toml(world.farms[-1].port, "total_timeout = 20.0") + f"""
 [cache]
 url = "{redis_url}"
 

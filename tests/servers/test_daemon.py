@@ -33,15 +33,7 @@ async def farm(world: World) -> MXFarm:
 
 def write_config(path: Path, world: World, farm: MXFarm, extra: str = "",
                  policy: str = "127.0.0.1:0") -> Path:
-    path.write_text(f"""
-[dns]
-nameservers = ["{world.dns.nameserver}"]
-[callout]
-port = {farm.port}
-helo_name = "verifier.cbv.test"
-total_timeout = 5.0
-[security]
-allowed_target_networks = ["127.0.0.0/8"]
+    path.write_text(world.toml(farm.port, "total_timeout = 5.0") + f"""
 [cache]
 url = "memory://"
 [server]

@@ -129,15 +129,7 @@ async def test_make_serve_with_no_config_at_all(tmp_path: Path, served: list[Ser
 
 
 def write_config(path: Path, world: World, farm: MXFarm, policy: str = "") -> None:
-    path.write_text(f"""
-[dns]
-nameservers = ["{world.dns.nameserver}"]
-[callout]
-port = {farm.port}
-helo_name = "verifier.cbv.test"
-total_timeout = 5.0
-[security]
-allowed_target_networks = ["127.0.0.0/8"]
+    path.write_text(world.toml(farm.port, "total_timeout = 5.0") + f"""
 [cache]
 url = "memory://"
 [server]
