@@ -154,19 +154,14 @@ class CalloutRunner:
     def mx_domain(self, address: Address) -> str:
         return self._config.map.get(address.domain, address.domain)
 
-    async def run(
-        self, addresses: Sequence[Address], transcript: bool = False
-    ) -> dict[Address, Verdict]:
-        """All `addresses` must share `mx_domain`; each gets exactly one Verdict."""
-        return (await self.run_report(addresses, transcript)).verdicts
-
     async def run_report(
         self,
         addresses: Sequence[Address],
         transcript: bool = False,
         known: DomainKnowledge = NOTHING_KNOWN,
     ) -> CalloutReport:
-        """`run`, guided by what is `known` of the domain, also reporting what it learned."""
+        """Verdicts for `addresses` (all sharing `mx_domain`), guided by what is `known` of
+        the domain, and what this callout learned about it."""
         started = time.monotonic()
         deadline = started + self._config.total_timeout
         lines: list[TranscriptLine] | None = [] if transcript else None
