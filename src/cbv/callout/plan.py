@@ -110,7 +110,9 @@ class Planner:
         allowed = tuple(t for t in targets if not self._policy.is_forbidden(t.ip))
         if allowed:
             return Plan(allowed)
-        forbidden = ", ".join(sorted({f"{t.host}[{t.ip}]" for t in targets}))
+        forbidden = "; ".join(sorted({
+            f"{t.host}[{t.ip}]: {self._policy.why_forbidden(t.ip)}" for t in targets
+        }))
         return Plan(
             failure=Outcome(
                 Reason.TARGET_FORBIDDEN, Stage.DNS, detail=f"forbidden network: {forbidden}"
