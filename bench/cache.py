@@ -35,6 +35,7 @@ from cbv.address import parse_address
 from cbv.cache.records import CachedVerdict, Lifetimes
 from cbv.cache.redis_link import KeyScheme
 from cbv.config import Config, config_from_dict
+from cbv.engine.assembly import assemble
 from cbv.engine.verifier import Verifier
 from cbv.model import Reason, Result, SmtpReply, Stage, Verdict, utcnow
 
@@ -138,7 +139,7 @@ async def concurrent(verifier: Verifier, addresses: list[str]) -> None:
 async def verifier_rates(url: str, addresses: list[str]) -> dict[str, float]:
     """Hits with one request at a time, and with CONCURRENCY at a time."""
     rates: dict[str, float] = {}
-    async with Verifier(bench_config(url)) as verifier:
+    async with Verifier(assemble(bench_config(url))) as verifier:
         for record in records(addresses):
             await verifier.cache.put(record)
         await verifier.flush()
@@ -155,7 +156,7 @@ async def sqlite_cold_rate(url: str, addresses: list[str]) -> float:
     config = bench_config(url)
     cold = config.model_copy(update={"cache": config.cache.model_copy(
         update={"memory_ttl": 0.0})})
-    async with Verifier(cold) as verifier:
+    async with Verifier(assemble(cold)) as verifier:
         return await best_rate_async(len(addresses), lambda: sequential(verifier, addresses))
 
 
@@ -172,7 +173,7 @@ async def redis_rates(url: str, addresses: list[str]) -> dict[str, float]:
             await client.get(name)
 
     try:
-        async with Verifier(bench_config(url)) as verifier:
+        async with Verifier(assemble(bench_config(url))) as verifier:
             for record in records(addresses):
                 await verifier.cache.put(record)
             for _ in range(REDIS_ROUNDS):

@@ -53,6 +53,7 @@ from bench.helpers import (
 )
 from bench.mx_farm import FarmProcess, mailbox_exists
 from cbv.config import Config, config_from_dict
+from cbv.engine.assembly import assemble
 from cbv.engine.verifier import Verifier
 from cbv.gc_tuning import tune_for_many_connections
 from cbv.model import Verdict
@@ -308,7 +309,7 @@ def measure_cbv(scale: Scale, nameserver: str, port: int, mode: str) -> dict[str
     tune_for_many_connections()  # as the `cbv` command does
 
     async def verify() -> list[Verdict]:
-        async with asyncio.timeout(RUN_LIMIT), Verifier(config) as verifier:
+        async with asyncio.timeout(RUN_LIMIT), Verifier(assemble(config)) as verifier:
             if mode != "many":
                 return await _verify_each(verifier, addresses, scale.concurrency)
             return await verifier.verify_many(addresses)
@@ -345,7 +346,7 @@ def measure_slow(scale: Scale, nameserver: str, port: int) -> dict[str, Any]:
 
         sampler = asyncio.create_task(sample())
         try:
-            async with asyncio.timeout(RUN_LIMIT), Verifier(config) as verifier:
+            async with asyncio.timeout(RUN_LIMIT), Verifier(assemble(config)) as verifier:
                 return await asyncio.gather(*(verifier.verify(i.address) for i in items))
         finally:
             sampler.cancel()

@@ -39,6 +39,7 @@ from bench.mail_servers import (
     unavailable,
 )
 from cbv.config import PolicyConfig, config_from_dict
+from cbv.engine.assembly import assemble
 from cbv.engine.verifier import Verifier
 from cbv.model import Verdict
 from cbv.policy.decision import decide
@@ -106,7 +107,7 @@ def cbv_config(dns_host: str, zoo: Zoo) -> dict[str, dict[str, object]]:
 async def ask_cbv(dns_host: str, zoo: Zoo, scenarios: Sequence[Scenario]) -> dict[str, Outcome]:
     rules = merge_rules(PolicyConfig())  # cbv's default site policy
     outcomes = {}
-    async with Verifier(config_from_dict(cbv_config(dns_host, zoo))) as verifier:
+    async with Verifier(assemble(config_from_dict(cbv_config(dns_host, zoo)))) as verifier:
         for scenario in scenarios:
             started = time.perf_counter()
             verdict: Verdict = await verifier.verify(scenario.address())

@@ -9,6 +9,7 @@ import asyncio
 import time
 
 from cbv.config import config_from_dict
+from cbv.engine.assembly import assemble
 from cbv.engine.verifier import Verifier
 from cbv.testing import FakeDNS, MXScript, start_farm
 
@@ -34,7 +35,7 @@ async def flood(minutes: int) -> tuple[int, int, int, float]:
             every = 60.0 / BATCHES_PER_MINUTE
             requests = 0
             started = time.monotonic()
-            async with Verifier(config) as verifier:
+            async with Verifier(assemble(config)) as verifier:
                 for n in range(minutes * BATCHES_PER_MINUTE):
                     await asyncio.gather(*(verifier.verify(f"forged{n}-{i}@forged.test")
                                            for i in range(batch)))

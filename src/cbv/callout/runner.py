@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from cbv.address import Address, AddressError, parse_address
+from cbv.callout.connector import Connector, DirectConnector, Egress
 from cbv.callout.dialogue import Dialogue, Outcome, SessionSettings
 from cbv.callout.networks import TargetPolicy
 from cbv.callout.plan import Planner, Target
-from cbv.callout.session import SessionOptions, TlsHandshakeFailed, run_session
+from cbv.callout.session import Route, SessionOptions, TlsHandshakeFailed, run_session
 from cbv.config import CalloutConfig, Config, ConfigError
 from cbv.dns.resolver import Resolver
 from cbv.model import Reason, SmtpReply, Stage, TranscriptLine, Verdict, utcnow
@@ -131,7 +132,11 @@ class CalloutRunner:
     """Verifies a group of addresses that share one domain, host by host."""
 
     def __init__(
-        self, config: Config, resolver: Resolver, host_slots: HostSlots | None = None
+        self,
+        config: Config,
+        resolver: Resolver,
+        host_slots: HostSlots | None = None,
+        connector: Connector | None = None,
     ) -> None:
         callout = config.callout
         self._config = callout
@@ -144,7 +149,9 @@ class CalloutRunner:
             command_timeout=callout.command_timeout,
             max_reply_bytes=callout.max_reply_bytes,
             tls_context=opportunistic_tls_context() if callout.starttls != "never" else None,
-            source_address=callout.source_address,
+        )
+        self._route = Route(
+            connector or DirectConnector(), Egress(source_address=callout.source_address)
         )
 
     @property
@@ -222,7 +229,9 @@ class CalloutRunner:
                     )
                 else:
                     try:
-                        await run_session(target, dialogue, self._options, deadline, lines)
+                        await run_session(
+                            target, dialogue, self._route, self._options, deadline, lines
+                        )
                     except TlsHandshakeFailed:
                         use_tls = False  # the same host again, in plain text
                         continue

@@ -7,6 +7,7 @@ import ssl
 import time
 from dataclasses import dataclass
 
+from cbv.callout.connector import Connector, Egress, Stream
 from cbv.callout.dialogue import Dialogue, Quit, Send, StartTLS
 from cbv.callout.plan import Target
 from cbv.model import Reason, Stage, TranscriptLine
@@ -22,7 +23,6 @@ class SessionOptions:
     command_timeout: float
     max_reply_bytes: int
     tls_context: ssl.SSLContext | None
-    source_address: str | None = None
 
 
 class TlsHandshakeFailed(Exception):
@@ -116,30 +116,39 @@ class _Connection:
             pass
 
 
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How sessions reach their targets: the connector and the egress it goes through."""
+
+    connector: Connector
+    egress: Egress
+
+
 async def _connect(
-    target: Target, options: SessionOptions, deadline: float
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    local = (options.source_address, 0) if options.source_address else None
+    target: Target, route: Route, options: SessionOptions, deadline: float
+) -> Stream:
     timeout = max(0.0, min(options.connect_timeout, deadline - time.monotonic()))
     async with asyncio.timeout(timeout):
-        return await asyncio.open_connection(target.ip, target.port, local_addr=local)
+        return await route.connector.connect(target, route.egress)
 
 
 async def run_session(
     target: Target,
     dialogue: Dialogue,
+    route: Route,
     options: SessionOptions,
     deadline: float,
     transcript: list[TranscriptLine] | None = None,
 ) -> None:
-    """Run `dialogue` against `target`; failures are reported into the dialogue.
+    """Run `dialogue` against `target` through `route`; failures are reported into the
+    dialogue.
 
     Raises TlsHandshakeFailed so the caller can retry the host without STARTTLS.
     """
     log = _Transcript(transcript, f"{target.host}[{target.ip}]:{target.port}", time.monotonic())
     log.add("*", "connecting")
     try:
-        reader, writer = await _connect(target, options, deadline)
+        reader, writer = await _connect(target, route, options, deadline)
     except TimeoutError:
         dialogue.connection_lost(Stage.CONNECT, Reason.TIMEOUT, "connect timed out")
         return

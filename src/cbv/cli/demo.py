@@ -11,6 +11,7 @@ from rich.table import Table
 
 from cbv.cli.render import RESULT_STYLES
 from cbv.config import Config, config_from_dict
+from cbv.engine.assembly import assemble
 from cbv.engine.verifier import Verifier
 from cbv.model import Verdict
 from cbv.testing.fake_dns import FakeDNS
@@ -30,8 +31,9 @@ def demo_config(nameserver: str, port: int) -> Config:
 
 async def run_demo() -> list[tuple[Scenario, Verdict]]:
     with FakeDNS() as dns:
-        async with await start_zoo(dns) as zoo, Verifier(demo_config(dns.nameserver,
-                                                                     zoo.port)) as verifier:
+        async with await start_zoo(dns) as zoo, Verifier(
+            assemble(demo_config(dns.nameserver, zoo.port))
+        ) as verifier:
             verdicts = await asyncio.gather(*(verifier.verify(s.address()) for s in SCENARIOS))
     return list(zip(SCENARIOS, verdicts, strict=True))
 

@@ -18,6 +18,7 @@ from cbv.cli.demo import demo
 from cbv.cli.inputs import InputError, read_addresses
 from cbv.cli.serve import serve
 from cbv.config import Config, ConfigError, load_config
+from cbv.engine.assembly import assemble
 from cbv.engine.verifier import Verifier
 from cbv.gc_tuning import tune_for_many_connections
 from cbv.model import Verdict
@@ -71,7 +72,7 @@ async def _verify_all(
         TimeElapsedColumn(), console=Console(stderr=True), disable=not show_progress,
         transient=True,
     )
-    async with Verifier(config) as verifier:
+    async with Verifier(assemble(config)) as verifier:
         with progress:
             task = progress.add_task("verifying", total=len(addresses))
             async for index, verdict in verifier.iter_verify(

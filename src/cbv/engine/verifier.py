@@ -15,24 +15,21 @@ import logging
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 from cbv.address import Address, AddressError, parse_address
-from cbv.cache.backend import CacheBackend, CacheError, Clock
-from cbv.cache.opening import open_cache
+from cbv.cache.backend import CacheBackend
 from cbv.cache.records import Fact, Lifetimes, keeps_previous
-from cbv.callout.runner import NOTHING_KNOWN, CalloutRunner, DomainKnowledge
-from cbv.config import CacheConfig, Config, ConfigError
-from cbv.dns.resolver import DnspythonResolver, Resolver
-from cbv.engine.limits import GLOBAL_POOL, CalloutLimits, PoolHostSlots
-from cbv.engine.observer import NO_OBSERVER, VerifierObserver
-from cbv.engine.singleflight import LocalFlights, ProcessLocks, RedisLocks, SharedLocks
+from cbv.callout.runner import NOTHING_KNOWN, DomainKnowledge
+from cbv.config import CacheConfig, Config
+from cbv.engine.assembly import Engine, Injected, assemble
+from cbv.engine.limits import GLOBAL_POOL
+from cbv.engine.singleflight import LocalFlights
 from cbv.model import Reason, Result, Stage, Verdict, utcnow
 
 log = logging.getLogger("cbv.engine")
 
 PARSED_MEMO = 65_536
-LOCK_MARGIN = 5.0
 
 
 def printable(text: str) -> str:
@@ -92,43 +89,32 @@ def fact_lifetimes(config: CacheConfig) -> dict[str, float]:
 class Verifier:
     """Verifies addresses by SMTP callout; safe to share across tasks of one event loop.
 
-    Without `cache`, the cache is the one `config.cache` names (SQLite in the user's
-    state directory by default) and is closed by `aclose()`; a `cache` passed in is
-    flushed but left open. `clock` (epoch seconds) is for tests of cache lifetimes;
-    `observer` is told about cache lookups, limits and callouts (the daemon's metrics).
+    `Verifier(config)` runs the parts `cbv.engine.assembly.assemble` builds from the
+    config; any of them may be passed in instead (`cache=`, `resolver=`, `connector=`,
+    `clock=`, `observer=`, ...), or an `Engine` assembled beforehand. A cache opened
+    here is closed by `aclose()`; a `cache` passed in is flushed but left open.
     """
 
     def __init__(
-        self,
-        config: Config | None = None,
-        *,
-        resolver: Resolver | None = None,
-        cache: CacheBackend | None = None,
-        clock: Clock = time.time,
-        observer: VerifierObserver = NO_OBSERVER,
+        self, config: Config | Engine | None = None, **injected: Unpack[Injected]
     ) -> None:
-        self.config = config or Config()
-        self._clock = clock
-        self._observer = observer
-        redis = None
-        self._owns_cache = cache is None
-        if cache is None:
-            try:
-                opened = open_cache(self.config.cache, clock=clock)
-            except CacheError as exc:
-                raise ConfigError(f"cache: {exc}") from None
-            cache, redis = opened.backend, opened.redis
-        self._cache = cache
+        if isinstance(config, Engine):
+            if injected:
+                raise TypeError("pass injected parts to assemble(), not beside an Engine")
+            engine = config
+        else:
+            engine = assemble(config or Config(), **injected)
+        self._engine = engine
+        self.config = engine.config
+        self._clock = engine.clock
+        self._observer = engine.observer
+        self._cache = engine.cache
         self._lifetimes = Lifetimes.from_config(self.config.cache)
         self._fact_lifetimes = fact_lifetimes(self.config.cache)
-        lease = self.config.callout.total_timeout + 2 * self.config.limits.max_wait + LOCK_MARGIN
-        self._limits = CalloutLimits.build(self.config.limits, redis, lease)
-        self._locks: SharedLocks = RedisLocks(redis, lease) if redis else ProcessLocks()
+        self._limits = engine.limits
+        self._locks = engine.locks
         self._flights = LocalFlights()
-        self._resolver = resolver or DnspythonResolver(self.config.dns)
-        self._runner = CalloutRunner(
-            self.config, self._resolver, PoolHostSlots(self._limits.hosts)
-        )
+        self._runner = engine.runner
         self._background: set[asyncio.Task[None]] = set()
         self._refreshing: set[Address] = set()
 
@@ -148,10 +134,7 @@ class Verifier:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-        if self._owns_cache:
-            await self._cache.aclose()
-        else:
-            await self._cache.flush()
+        await self._engine.aclose()
 
     async def flush(self) -> None:
         """Return once every verdict stored so far is durable."""

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from cbv.config import Config
+from cbv.engine.assembly import assemble
 from cbv.engine.verifier import Verifier
 from cbv.model import Verdict
 from cbv.policy import Check, Decision, RequestContext, SitePolicy, Skip
@@ -44,7 +45,7 @@ class Generation:
 
     def __init__(self, config: Config, telemetry: Telemetry) -> None:
         self.config = config
-        self.verifier = Verifier(config, observer=telemetry.engine(config))
+        self.verifier = Verifier(assemble(config, observer=telemetry.engine(config)))
         self.policy = SitePolicy(config.policy, self.verifier.senders)
         self._by_message: OrderedDict[tuple[str, str], asyncio.Future[Verdict]] = OrderedDict()
         self._running: dict[asyncio.Future[Verdict], asyncio.Task[object] | None] = {}

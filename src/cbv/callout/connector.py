@@ -1,0 +1,44 @@
+"""How a callout's TCP connection to a mail exchanger is made: the seam egress plugs into.
+
+The session never opens a socket itself; it asks a `Connector` for a stream to a
+`Target` (an address the target filter already approved) through an `Egress` (where
+the connection leaves this host from). Proxies and source-address pools are further
+connectors and egress fields, not changes to the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Protocol
+
+from cbv.callout.plan import Target
+
+Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+@dataclass(frozen=True, slots=True)
+class Egress:
+    """Where callouts leave from: by name (for logs, metrics and budgets), directly from
+    `source_address`, or the system's choice of address when it is None."""
+
+    name: str = "direct"
+    source_address: str | None = None
+
+
+DIRECT = Egress()
+
+
+class Connector(Protocol):
+    async def connect(self, target: Target, egress: Egress) -> Stream:
+        """A stream to `target.ip`:`target.port` through `egress`. Raises OSError when
+        the connection cannot be made; the caller bounds the time it may take."""
+        ...
+
+
+class DirectConnector:
+    """A plain TCP connection from this host, bound to the egress's source address."""
+
+    async def connect(self, target: Target, egress: Egress) -> Stream:
+        local = (egress.source_address, 0) if egress.source_address else None
+        return await asyncio.open_connection(target.ip, target.port, local_addr=local)
