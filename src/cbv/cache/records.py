@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from cbv.config import CacheConfig
 from cbv.model import Reason, Result, Verdict
+
+log = logging.getLogger("cbv.cache")
+
+# Keys remembered as already reported; past this many the memory starts again.
+REPORTED_KEYS = 10_000
 
 # Verdicts that say nothing lasting about the address: never stored.
 UNCACHEABLE = frozenset({Reason.RATE_LIMITED, Reason.BAD_SYNTAX, Reason.NOT_CHECKED})
@@ -23,6 +29,45 @@ def dump_verdict(verdict: Verdict) -> str:
 
 def load_verdict(text: str | bytes) -> Verdict:
     return Verdict.model_validate_json(text)
+
+
+class OncePerKey:
+    """Which keys were already reported: a bad key logs one line, not one per request.
+    Bounded: past REPORTED_KEYS keys the memory starts again."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def first(self, key: str) -> bool:
+        if key in self._seen:
+            return False
+        if len(self._seen) >= REPORTED_KEYS:
+            self._seen.clear()
+        self._seen.add(key)
+        return True
+
+
+class BadRecords:
+    """A stored record that does not decode is a miss, reported once per key.
+
+    The cache is shared, outlives cbv versions and can be written by anyone who can reach
+    Redis or the file: nothing read back is trusted. The next verdict for the address
+    overwrites the record."""
+
+    def __init__(self, where: str) -> None:
+        self._where = where
+        self._reported = OncePerKey()
+
+    def report(self, key: str, error: Exception) -> None:
+        if self._reported.first(key):
+            log.warning("%s: ignoring the undecodable cache record %s (%s); it is treated as "
+                        "a miss and overwritten by the next verdict", self._where, key,
+                        first_line(error))
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,14 +17,26 @@ from typing import TypeVar
 from cbv.address import Address
 from cbv.cache.backend import Clock
 from cbv.cache.memory import MemoryBackend
-from cbv.cache.records import CachedVerdict, CacheStats, Fact, dump_verdict, load_verdict
+from cbv.cache.records import (
+    BadRecords,
+    CachedVerdict,
+    CacheStats,
+    Fact,
+    dump_verdict,
+    load_verdict,
+)
 from cbv.cache.redis_link import RedisLink
 
 T = TypeVar("T")
 
 SCAN_COUNT = 500
 
+# A key of the wrong type (written by something else, or corrupted) is replaced, not obeyed.
 PUT = """
+local index_type = redis.call('TYPE', KEYS[2])['ok']
+if index_type ~= 'set' and index_type ~= 'none' then
+  redis.call('DEL', KEYS[2])
+end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('SADD', KEYS[2], KEYS[1])
 if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then
@@ -48,6 +60,10 @@ return count
 """
 
 LEARN = """
+local facts_type = redis.call('TYPE', KEYS[1])['ok']
+if facts_type ~= 'hash' and facts_type ~= 'none' then
+  redis.call('DEL', KEYS[1])
+end
 for i = 2, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
 end
@@ -75,6 +91,7 @@ class RedisBackend:
         self._client = link.client
         self._clock = clock
         self._fallback = fallback
+        self._bad_records = BadRecords(link.description)
         self._put = self._client.register_script(PUT)
         self._purge_address = self._client.register_script(PURGE_ADDRESS)
         self._purge_domain = self._client.register_script(PURGE_DOMAIN)
@@ -88,25 +105,33 @@ class RedisBackend:
         self,
         operation: Callable[[], Awaitable[T]],
         local: Callable[[MemoryBackend], Awaitable[T]],
+        key: str = "",
     ) -> T:
         fallback = self._fallback
         if fallback is None:
             return await self._link.strict(operation)
-        return await self._link.call(operation, lambda: local(fallback))
+        return await self._link.call(operation, lambda: local(fallback), key)
 
-    def _decode(self, raw: bytes | str, address: str) -> CachedVerdict | None:
-        refresh_at, expires_at, body = _text(raw).split("|", 2)
-        if float(expires_at) <= self._clock():
+    def _decode(self, raw: bytes | str, address: str, key: str) -> CachedVerdict | None:
+        """None for an expired record, and for one that does not decode (reported once)."""
+        try:
+            refresh_at, expires_at, body = _text(raw).split("|", 2)
+            if float(expires_at) <= self._clock():
+                return None
+            verdict = load_verdict(self._keys.reveal(body, address))
+            return CachedVerdict(verdict, float(refresh_at), float(expires_at))
+        except ValueError as exc:
+            self._bad_records.report(key, exc)
             return None
-        verdict = load_verdict(self._keys.reveal(body, address))
-        return CachedVerdict(verdict, float(refresh_at), float(expires_at))
 
     async def get(self, address: Address) -> CachedVerdict | None:
-        async def from_redis() -> CachedVerdict | None:
-            raw = await self._client.get(self._keys.record(address.domain, str(address)))
-            return None if raw is None else self._decode(raw, str(address))
+        key = self._keys.record(address.domain, str(address))
 
-        return await self._run(from_redis, lambda local: local.get(address))
+        async def from_redis() -> CachedVerdict | None:
+            raw = await self._client.get(key)
+            return None if raw is None else self._decode(raw, str(address), key)
+
+        return await self._run(from_redis, lambda local: local.get(address), key)
 
     async def put(self, record: CachedVerdict) -> None:
         async def to_redis() -> None:
@@ -121,20 +146,28 @@ class RedisBackend:
             ]
             await self._put(keys=keys, args=[value, ttl])
 
-        await self._run(to_redis, lambda local: local.put(record))
+        key = self._keys.record(record.domain, record.address)
+        await self._run(to_redis, lambda local: local.put(record), key)
 
     async def facts(self, domain: str) -> dict[str, Fact]:
+        key = self._keys.facts(domain)
+
         async def from_redis() -> dict[str, Fact]:
             now = self._clock()
-            raw = await self._client.hgetall(self._keys.facts(domain))
+            raw = await self._client.hgetall(key)
             facts: dict[str, Fact] = {}
             for name, encoded in raw.items():
-                value, _, expires_at = _text(encoded).partition("|")
-                if float(expires_at) > now:
-                    facts[_text(name)] = Fact(value == "1", float(expires_at))
+                try:
+                    value, _, expires_at = _text(encoded).partition("|")
+                    fact = Fact(value == "1", float(expires_at))
+                except ValueError as exc:
+                    self._bad_records.report(f"{key} {_text(name)!r}", exc)
+                    continue
+                if fact.expires_at > now:
+                    facts[_text(name)] = fact
             return facts
 
-        return await self._run(from_redis, lambda local: local.facts(domain))
+        return await self._run(from_redis, lambda local: local.facts(domain), key)
 
     async def learn(self, domain: str, facts: Mapping[str, Fact]) -> None:
         async def to_redis() -> None:
@@ -148,7 +181,8 @@ class RedisBackend:
             await self._learn(keys=[self._keys.facts(domain)], args=args)
 
         if facts:
-            await self._run(to_redis, lambda local: local.learn(domain, facts))
+            await self._run(to_redis, lambda local: local.learn(domain, facts),
+                            self._keys.facts(domain))
 
     async def purge_address(self, address: Address) -> int:
         async def in_redis() -> int:
@@ -211,12 +245,15 @@ class RedisBackend:
             pipe = self._client.pipeline(transaction=False)
             for key in batch:
                 pipe.get(key)
-            values = await pipe.execute()
+            values = await pipe.execute(raise_on_error=False)
             records: list[CachedVerdict] = []
             for key, raw in zip(batch, values, strict=True):
                 ident = key.decode().split(":a:", 1)[1]
                 shown = f"hmac:{ident}" if self._keys.conceals else ident
-                record = None if raw is None else self._decode(raw, shown)
+                if isinstance(raw, Exception):
+                    self._bad_records.report(key.decode(), raw)
+                    continue
+                record = None if raw is None else self._decode(raw, shown, key.decode())
                 if record is not None:
                     records.append(record)
             return records

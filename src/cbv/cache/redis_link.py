@@ -21,10 +21,11 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import DataError, RedisError, ResponseError
 
 from cbv.cache.backend import CacheError
 from cbv.cache.location import CacheKind, CacheLocation
+from cbv.cache.records import OncePerKey, first_line
 from cbv.config import CacheConfig
 
 log = logging.getLogger("cbv.cache")
@@ -42,6 +43,14 @@ MAX_COMMANDS_IN_FLIGHT = 64
 
 RedisClient = Redis | RedisCluster
 REDIS_FAILURES = (RedisError, OSError, TimeoutError)
+# Redis answered, but refused this command for its data: a key of the wrong type, a value a
+# script cannot use. Server-wide states (read-only replica, out of memory, cluster down,
+# no permission) have their own subclasses and do mark the link down.
+PER_KEY_ERRORS = (ResponseError, DataError)
+
+
+def is_per_key(error: BaseException) -> bool:
+    return type(error) in PER_KEY_ERRORS
 
 
 def describe(location: CacheLocation) -> str:
@@ -185,6 +194,7 @@ class RedisLink:
         self._in_flight = asyncio.Semaphore(MAX_COMMANDS_IN_FLIGHT)
         self._ready = not isinstance(self.client, RedisCluster)
         self._readying = asyncio.Lock()
+        self._bad_keys = OncePerKey()
 
     async def _get_ready(self) -> None:
         """Learn the Cluster's slots once, before any command: redis-py's asyncio Cluster
@@ -195,10 +205,21 @@ class RedisLink:
                 await self.client.initialize()
                 self._ready = True
 
+    def _refused(self, key: str, error: BaseException) -> None:
+        if self._bad_keys.first(key or first_line(error)):
+            log.warning("redis at %s refused a command on %s (%s); answered locally, redis "
+                        "stays in use", self.description, key or "a key",
+                        first_line(error))
+
     async def call(
-        self, operation: Callable[[], Awaitable[T]], fallback: Callable[[], Awaitable[T]]
+        self,
+        operation: Callable[[], Awaitable[T]],
+        fallback: Callable[[], Awaitable[T]],
+        key: str = "",
     ) -> T:
-        """Redis if it is up, else (or on failure) the local fallback; never waits long."""
+        """Redis if it is up, else (or on failure) the local fallback; never waits long.
+        An error about one key (`key`, for the log) sends this call to the fallback without
+        marking Redis down: one bad key must not stop the fleet from sharing limits."""
         if not self.health.should_try():
             return await fallback()
         probing = self.health.is_down
@@ -212,7 +233,11 @@ class RedisLink:
                     result = await operation()
                     answered = True
                 except REDIS_FAILURES as exc:
-                    self.health.failed(exc)
+                    if is_per_key(exc):
+                        self.health.succeeded()
+                        self._refused(key, exc)
+                    else:
+                        self.health.failed(exc)
                     answered = False
         if not answered:
             return await fallback()

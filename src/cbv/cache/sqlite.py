@@ -27,13 +27,21 @@ import platformdirs
 
 from cbv.address import Address
 from cbv.cache.backend import CacheError, Clock
-from cbv.cache.records import CachedVerdict, CacheStats, Fact, dump_verdict, load_verdict
+from cbv.cache.records import (
+    BadRecords,
+    CachedVerdict,
+    CacheStats,
+    Fact,
+    dump_verdict,
+    load_verdict,
+)
 
 log = logging.getLogger("cbv.cache")
 
 T = TypeVar("T")
 
 DEFAULT_FILE_NAME = "cache.sqlite3"
+SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 5_000
 BATCH_LIMIT = 1_000
 PRUNE_INTERVAL = 600.0
@@ -98,10 +106,53 @@ def _migrate(connection: sqlite3.Connection, path: Path) -> None:
                 raise
 
 
+def _is_sqlite_file(path: Path) -> bool:
+    with path.open("rb") as file:
+        return file.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+
+
+def _damage(path: Path) -> str | None:
+    """Why an SQLite file is damaged (PRAGMA quick_check), or None when it is sound."""
+    try:
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as connection:
+            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            rows = connection.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    problems = [str(row[0]) for row in rows if row[0] != "ok"]
+    return "; ".join(problems[:3]) or None
+
+
+def _set_aside(path: Path) -> Path:
+    """Move a damaged cache and its WAL out of the way, keeping them for inspection."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        source = Path(f"{path}{suffix}")
+        if source.exists():
+            source.replace(Path(f"{aside}{suffix}"))
+    return aside
+
+
+def _start_sound(path: Path) -> None:
+    """A cache file that SQLite says is damaged is set aside and cbv starts with an empty
+    one: a cache is worth less than the mail flow. A file that is not SQLite at all is left
+    alone (the path is probably wrong) and refused when opened."""
+    if not path.exists() or path.stat().st_size == 0 or not _is_sqlite_file(path):
+        return
+    damage = _damage(path)
+    if damage is None:
+        return
+    aside = _set_aside(path)
+    log.error("cache %s is damaged (%s); moved it to %s and started an empty cache",
+              path, damage, aside)
+
+
 def _open(path: Path) -> sqlite3.Connection:
     """Create the file owner-only (it holds addresses), then bring its schema up to date."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _start_sound(path)
         os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
         connection = _connect(path)
         _migrate(connection, path)
@@ -113,7 +164,8 @@ def _open(path: Path) -> sqlite3.Connection:
 
 
 def _row_record(verdict: str, refresh_at: float, expires_at: float) -> CachedVerdict:
-    return CachedVerdict(load_verdict(verdict), refresh_at, expires_at)
+    """Raises ValueError for a row that does not hold a record (see BadRecords)."""
+    return CachedVerdict(load_verdict(verdict), float(refresh_at), float(expires_at))
 
 
 class _Writer(threading.Thread):
@@ -200,6 +252,7 @@ class SQLiteBackend:
         self._reader = concurrent.futures.ThreadPoolExecutor(1, "cbv-sqlite-reader")
         self._writer = _Writer(_connect(self.path), clock)
         self._writer.start()
+        self._bad_records = BadRecords(self.description)
         self._closed = False
 
     @property
@@ -260,7 +313,11 @@ class SQLiteBackend:
         row = await self._read(query)
         if row is None:
             return None
-        record = _row_record(*row)
+        try:
+            record = _row_record(*row)
+        except ValueError as exc:
+            self._bad_records.report(key, exc)
+            return None
         self._remember(record)
         return record
 
@@ -294,7 +351,13 @@ class SQLiteBackend:
             ).fetchall()
 
         rows = await self._read(query)
-        return {name: Fact(bool(value), expires_at) for name, value, expires_at in rows}
+        facts: dict[str, Fact] = {}
+        for name, value, expires_at in rows:
+            try:
+                facts[name] = Fact(bool(int(value)), float(expires_at))
+            except ValueError as exc:
+                self._bad_records.report(f"{domain} fact {name}", exc)
+        return facts
 
     async def learn(self, domain: str, facts: Mapping[str, Fact]) -> None:
         rows = [(domain, name, int(fact.value), fact.expires_at) for name, fact in facts.items()]
@@ -388,8 +451,13 @@ class SQLiteBackend:
                 ).fetchall()
 
             rows = await self._read(query)
-            for _, verdict, refresh_at, expires_at in rows:
-                yield _row_record(verdict, refresh_at, expires_at)
+            for address, verdict, refresh_at, expires_at in rows:
+                try:
+                    record = _row_record(verdict, refresh_at, expires_at)
+                except ValueError as exc:
+                    self._bad_records.report(address, exc)
+                    continue
+                yield record
             if len(rows) < EXPORT_CHUNK:
                 return
             after = rows[-1][0]
