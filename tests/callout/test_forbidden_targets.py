@@ -22,6 +22,9 @@ from typing import Any
 import httpx
 import pytest
 
+from cbv.callout.connector import DIRECT, DirectConnector, FilteredConnector, ForbiddenTarget
+from cbv.callout.networks import TargetPolicy
+from cbv.callout.plan import Target
 from cbv.model import Reason, Result, Verdict
 from tests.servers.clients import running, sender_domains, server_config
 from tests.world import World
@@ -145,6 +148,15 @@ async def test_map(world: World, dials: Dials, ip: str) -> None:
     verdict = await world.verify("a@forged.test", port=25,
                                  callout={"map": {"forged.test": "victim.test"}})
     assert_refused_unknown(verdict)
+    assert dials.attempts == []
+
+
+@pytest.mark.parametrize("ip", [*FORBIDDEN_V6, *FORBIDDEN_V4])
+async def test_every_connector_refuses_a_forbidden_target_itself(dials: Dials, ip: str) -> None:
+    """Defence in depth: even a path that skipped the plan cannot dial."""
+    connector = FilteredConnector(DirectConnector(), TargetPolicy(["127.0.0.0/8"]))
+    with pytest.raises(ForbiddenTarget, match="forbidden network"):
+        await connector.connect(Target("mx.victim.test", ip, 25), DIRECT)
     assert dials.attempts == []
 
 

@@ -12,6 +12,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Protocol
 
+from cbv.callout.networks import TargetPolicy
 from cbv.callout.plan import Target
 
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -42,3 +43,23 @@ class DirectConnector:
     async def connect(self, target: Target, egress: Egress) -> Stream:
         local = (egress.source_address, 0) if egress.source_address else None
         return await asyncio.open_connection(target.ip, target.port, local_addr=local)
+
+
+class ForbiddenTarget(ConnectionRefusedError):
+    """A target the filter denies reached a connector: refused before any socket exists."""
+
+
+class FilteredConnector:
+    """The target filter again, in front of every connector: the plan already dropped
+    forbidden targets, and this makes sure no connector (direct, proxy, pool) can ever be
+    handed one by a path that forgot to ask."""
+
+    def __init__(self, inner: Connector, policy: TargetPolicy) -> None:
+        self._inner = inner
+        self._policy = policy
+
+    async def connect(self, target: Target, egress: Egress) -> Stream:
+        why = self._policy.why_forbidden(target.ip)
+        if why is not None:
+            raise ForbiddenTarget(f"{target.ip} is in a forbidden network: {why}")
+        return await self._inner.connect(target, egress)

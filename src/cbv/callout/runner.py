@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from cbv.address import Address, AddressError, parse_address
-from cbv.callout.connector import Connector, DirectConnector, Egress
+from cbv.callout.connector import Connector, DirectConnector, Egress, FilteredConnector
 from cbv.callout.dialogue import Dialogue, Outcome, SessionSettings
 from cbv.callout.networks import TargetPolicy
 from cbv.callout.plan import Planner, Target
@@ -141,8 +141,8 @@ class CalloutRunner:
         callout = config.callout
         self._config = callout
         self._host_slots: HostSlots = host_slots or UnlimitedHostSlots()
-        self._planner = Planner(callout, resolver, TargetPolicy(
-            config.security.allowed_target_networks))
+        policy = TargetPolicy(config.security.allowed_target_networks)
+        self._planner = Planner(callout, resolver, policy)
         self._senders = sender_sequence(callout)
         self._options = SessionOptions(
             connect_timeout=callout.connect_timeout,
@@ -151,7 +151,8 @@ class CalloutRunner:
             tls_context=opportunistic_tls_context() if callout.starttls != "never" else None,
         )
         self._route = Route(
-            connector or DirectConnector(), Egress(source_address=callout.source_address)
+            FilteredConnector(connector or DirectConnector(), policy),
+            Egress(source_address=callout.source_address),
         )
 
     @property
