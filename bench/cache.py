@@ -176,10 +176,13 @@ async def redis_rates(url: str, addresses: list[str]) -> dict[str, float]:
         async with Verifier(assemble(bench_config(url))) as verifier:
             for record in records(addresses):
                 await verifier.cache.put(record)
+            runs: dict[str, Callable[[], Awaitable[None]]] = {
+                "sequential": lambda: sequential(verifier, addresses),
+                "redis-py GET": bare_gets,
+                "concurrent": lambda: concurrent(verifier, addresses),
+            }
             for _ in range(REDIS_ROUNDS):
-                for key, run in (("sequential", lambda: sequential(verifier, addresses)),
-                                 ("redis-py GET", bare_gets),
-                                 ("concurrent", lambda: concurrent(verifier, addresses))):
+                for key, run in runs.items():
                     started = time.perf_counter()
                     await run()
                     timings[key].append(time.perf_counter() - started)

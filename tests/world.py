@@ -60,7 +60,7 @@ class World:
                 return farm.servers[ip]
         raise KeyError(ip)
 
-    def config(self, port: int | None = None, **sections: dict[str, Any]) -> Config:
+    def config(self, port: int | None = None, /, **sections: dict[str, Any]) -> Config:
         chosen = port if port is not None else (self.farms[-1].port if self.farms else 25)
         return make_config(self.dns.nameserver, chosen, **sections)
 

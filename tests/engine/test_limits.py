@@ -20,7 +20,7 @@ OK = Reply(250, "2.1.5 Ok")
 
 def test_gcra_lets_a_burst_through_then_spaces_callouts() -> None:
     gcra = Gcra.per_minute(rate=60, burst=3)  # one a second after three at once
-    tat, waits = 0.0, []
+    tat, waits = 0.0, list[float | None]()
     for _ in range(5):
         reserved = gcra.reserve(tat, now=100.0, max_wait=1.5)
         if reserved is None:

@@ -59,7 +59,7 @@ async def test_many_domains_concurrently(world: World) -> None:
         world.dns.add_mx(name, [(10, "mx1.a.test")])
     world.dns.set_nxdomain("gone.test")
     inputs = [f"x{i}@{d}" for i in range(4) for d in ("a.test", "b.test", "c.test", "gone.test")]
-    async with Verifier(world.config(port=farm.port)) as verifier:
+    async with Verifier(world.config(farm.port)) as verifier:
         verdicts = await verifier.verify_many(inputs)
     by_domain = {v.address.split("@")[1]: v.result for v in verdicts}
     assert by_domain == {"a.test": Result.PASS, "b.test": Result.PASS, "c.test": Result.PASS,

@@ -138,7 +138,8 @@ def send(port: int, sender: str, recipient: str = RECIPIENT, subject: str = "hel
             try:
                 return smtp.data(body.encode())
             except smtplib.SMTPDataError as refused:  # DATA itself refused
-                return refused.smtp_code, refused.smtp_error
+                error = refused.smtp_error
+                return refused.smtp_code, error if isinstance(error, bytes) else error.encode()
 
         smtp.ehlo()
         stage, (code, reply) = "mail", smtp.mail(sender)

@@ -102,7 +102,7 @@ def feed_in_pieces(
 # --- strategies -------------------------------------------------------------------
 
 uint32 = st.integers(0, 0xFFFF_FFFF)
-c_strings = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\0"), max_size=30)
+c_strings = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\0"), max_size=30)
 raw_strings = (
     st.binary(max_size=30)
     .filter(lambda b: b"\0" not in b)

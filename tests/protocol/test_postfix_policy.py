@@ -171,7 +171,7 @@ def test_an_endless_request_is_skipped_without_holding_it() -> None:
 
 names = st.from_regex(r"[a-z_]{1,20}", fullmatch=True)
 values = st.text(
-    alphabet=st.characters(blacklist_characters="\n\r", blacklist_categories=("Cs",)),
+    alphabet=st.characters(exclude_characters="\n\r", exclude_categories=["Cs"]),
     max_size=60,
 )
 requests = st.lists(st.dictionaries(names, values, min_size=1, max_size=8), min_size=1,

@@ -83,7 +83,7 @@ lines = st.lists(
     st.one_of(
         st.emails().map(lambda a: f"<{a}>"),
         st.just("<>"),
-        st.text(alphabet=st.characters(blacklist_characters="\n", blacklist_categories=("Cs",)),
+        st.text(alphabet=st.characters(exclude_characters="\n", exclude_categories=["Cs"]),
                 max_size=40),
     ),
     max_size=8,

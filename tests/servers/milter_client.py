@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 
 from cbv.protocol.milter import (
-    FINAL_RESPONSES,
     SMFIA,
     SMFIC,
     SMFIF,
@@ -23,6 +22,7 @@ from cbv.protocol.milter import (
     ResponseDecoder,
     encode_command,
 )
+from cbv.protocol.milter_responses import FINAL_RESPONSES
 from tests.servers.clients import ANSWER_TIMEOUT, split_address
 
 POSTFIX_OFFER = OptionNegotiation(6, SMFIF(0x1FF), SMFIP(0x1FFFFF))

@@ -62,7 +62,7 @@ async def start(world: World, farm: MXFarm) -> AsyncIterator[Callable[..., Any]]
     async def starting(**sections: dict[str, Any]) -> Daemon:
         server = {"policy": "", "smtpcbd": "", "milter": "127.0.0.1:0"}
         server.update(sections.pop("server", {}))
-        policy = {"local_networks": []}
+        policy: dict[str, Any] = {"local_networks": []}
         policy.update(sections.pop("policy", {}))
         context = running(server_config(world, farm, server=server, policy=policy, **sections))
         daemons.append(context)

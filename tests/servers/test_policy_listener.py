@@ -295,7 +295,7 @@ async def test_a_failed_callout_fails_its_whole_message_and_is_logged_once(
         second.ask("nobody@fail.test", "b@example.test", instance="doomed"),
     )
     await second.close()
-    assert answers == ["451 4.3.0 address verification failed: internal error"] * 2
+    assert list(answers) == ["451 4.3.0 address verification failed: internal error"] * 2
     assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 1
 
 

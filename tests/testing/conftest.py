@@ -1,9 +1,9 @@
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
-from raw_smtp import Connect, RawSMTP
 
 from cbv.testing import ScriptedMX
+from tests.testing.raw_smtp import Connect, RawSMTP
 
 
 @pytest_asyncio.fixture

@@ -1,10 +1,10 @@
 import socket
 
 import pytest
-from raw_smtp import Connect
 
 from cbv.testing import MXScript, Reply, ScriptedMX, mx_farm, start_farm
 from cbv.testing.pytest_plugin import MXFarmFactory
+from tests.testing.raw_smtp import Connect
 
 TEMPFAIL = Reply(421, "4.3.2 Service not available")
 

@@ -3,11 +3,11 @@ import ssl
 import time
 
 import pytest
-from raw_smtp import Connect, RawSMTP
 
 from cbv.testing import MXScript, RawReply, Reply, ScriptedMX
 from cbv.testing.mx_script import Stage
 from cbv.testing.pytest_plugin import MXFactory
+from tests.testing.raw_smtp import Connect, RawSMTP
 
 ACCEPT = Reply(250, "2.1.5 Ok")
 

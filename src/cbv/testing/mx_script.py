@@ -1,5 +1,6 @@
 """What a ScriptedMX says at each step of the SMTP dialogue."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Literal, get_args
@@ -53,11 +54,11 @@ class MXScript:
     starttls_reply: AnyReply = STARTTLS_READY
     starttls_break: bool = False
     advertise_vrfy: bool = False
-    vrfy: list[Rule] = field(default_factory=list)
+    vrfy: Sequence[Rule] = field(default_factory=list)
     vrfy_reply_default: AnyReply = VRFY_DEFAULT
-    mail: list[Rule] = field(default_factory=list)
+    mail: Sequence[Rule] = field(default_factory=list)
     mail_reply_default: AnyReply = MAIL_OK
-    rcpt: list[Rule] = field(default_factory=list)
+    rcpt: Sequence[Rule] = field(default_factory=list)
     rcpt_reply_default: AnyReply = RCPT_UNKNOWN
     catch_all: bool = False
     rcpt_accept_reply: AnyReply = RCPT_OK
@@ -109,6 +110,6 @@ class MXScript:
         return self.rcpt_accept_reply if self.catch_all else self.rcpt_reply_default
 
 
-def _first_match(rules: list[Rule], addr: str) -> AnyReply | None:
+def _first_match(rules: Sequence[Rule], addr: str) -> AnyReply | None:
     key = addr.lower()
     return next((reply for pattern, reply in rules if fnmatchcase(key, pattern.lower())), None)
