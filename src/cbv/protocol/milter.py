@@ -4,8 +4,9 @@ Bytes from the MTA go through `CommandDecoder` into commands; `FilterSession.rec
 says whether the MTA now waits for an answer (it does not for macros, ABORT, QUIT, or
 steps negotiated as SMFIP_NR_*), and `FilterSession.answer()` encodes one, refusing any
 answer the MTA did not ask for: an unasked answer would be read as the answer to the
-MTA's next command. The wire details live in `milter_wire`, `milter_commands`,
-`milter_responses` and `milter_negotiation`; this module is the one to import.
+MTA's next command. The order rules are the table in `milter_state`; the wire details live
+in `milter_wire`, `milter_commands`, `milter_responses` and `milter_negotiation`; this
+module is the one to import.
 """
 
 from __future__ import annotations
@@ -60,6 +61,12 @@ from cbv.protocol.milter_responses import (
     Tempfail,
     decode_response,
     encode_response,
+)
+from cbv.protocol.milter_state import (
+    MilterUsageError,
+    SessionEvent,
+    SessionState,
+    next_state,
 )
 from cbv.protocol.milter_wire import (
     DEFAULT_MAX_PACKET,
@@ -131,6 +138,8 @@ __all__ = [
     "ReplyCode",
     "Response",
     "ResponseDecoder",
+    "SessionEvent",
+    "SessionState",
     "Skip",
     "Step",
     "Tempfail",
@@ -145,11 +154,13 @@ __all__ = [
 ]
 
 
-class MilterUsageError(Exception):
-    """The filter side tried to break the protocol (an answer nobody asked for, an
-    action it did not negotiate); nothing was encoded."""
-
-
+_EVENT_OF: dict[type[Command], SessionEvent] = {
+    OptionNegotiation: SessionEvent.OFFER,
+    DefineMacro: SessionEvent.MACROS,
+    Abort: SessionEvent.ABORT,
+    Quit: SessionEvent.QUIT,
+    QuitNewConnection: SessionEvent.QUIT_NEW_CONNECTION,
+}
 _STEP_OF: dict[type[Command], Step] = {
     Connect: Step.CONNECT,
     Helo: Step.HELO,
@@ -192,15 +203,20 @@ class FilterSession:
     """The filter's side of one milter connection, fed the MTA's commands in order.
 
     The server handles each command before the next: `receive()` it, and when that
-    returns True, `answer()` it before receiving another.
+    returns True, `answer()` it before receiving another. `state` moves as
+    `milter_state.TRANSITIONS` says; a refused command or answer changes nothing.
     """
 
     def __init__(self, needs: FilterNeeds) -> None:
         self._needs = needs
+        self._state = SessionState.START
         self._negotiated: Negotiated | None = None
         self._awaiting: Command | None = None
-        self._closed = False
         self._macros: list[dict[str, str]] = [{} for _ in _MACRO_STAGES]
+
+    @property
+    def state(self) -> SessionState:
+        return self._state
 
     @property
     def negotiated(self) -> Negotiated | None:
@@ -215,7 +231,7 @@ class FilterSession:
     @property
     def closed(self) -> bool:
         """QUIT came: the MTA will send nothing more."""
-        return self._closed
+        return self._state is SessionState.CLOSED
 
     def receive(self, command: Command) -> bool:
         """Track one command; True when the MTA now waits for an answer to it.
@@ -224,54 +240,53 @@ class FilterSession:
         negotiation, nothing after QUIT), NegotiationError when it cannot give what the
         filter needs.
         """
-        if self._awaiting is not None:
-            raise MilterUsageError(f"{type(self._awaiting).__name__} is still unanswered")
-        if self._closed:
-            raise MilterProtocolError(f"milter {type(command).__name__} after QUIT")
-        if self._negotiated is None:
-            if not isinstance(command, OptionNegotiation):
-                raise MilterProtocolError(
-                    f"milter {type(command).__name__} before option negotiation"
-                )
+        event = self._event_of(command)
+        state = self._advance(event, type(command).__name__)
+        if isinstance(command, OptionNegotiation):
             self._negotiated = negotiate(self._needs, command)
+        elif isinstance(command, DefineMacro):
+            self._define(command)
+        elif isinstance(command, Quit | QuitNewConnection):
+            self._clear_macros(after=-1)
+        elif type(command) in _CLEARS_AFTER:
+            self._clear_macros(after=_CLEARS_AFTER[type(command)])
+        self._state = state
+        if state in (SessionState.OFFERED, SessionState.ASKED):
             self._awaiting = command
             return True
-        if isinstance(command, OptionNegotiation):
-            raise MilterProtocolError("second milter option negotiation on one connection")
-        if isinstance(command, DefineMacro):
-            self._define(command)
-            return False
-        if isinstance(command, Abort):
-            return False
-        if isinstance(command, Quit | QuitNewConnection):
-            self._closed = isinstance(command, Quit)
-            self._clear_macros(after=-1)
-            return False
-        if type(command) in _CLEARS_AFTER:
-            self._clear_macros(after=_CLEARS_AFTER[type(command)])
-        step = _STEP_OF.get(type(command))
-        if step is not None and not self._negotiated.expects_reply(step):
-            return False
-        # End of message, an unknown command byte, and every step not negotiated away.
-        self._awaiting = command
-        return True
+        return False
 
     def answer(self, *responses: Response) -> bytes:
         """Encode the answer to the awaited command: any Progress or (at end of message)
         negotiated message changes, then one final response. The negotiation is answered
         with a NegotiationReply, normally `negotiated.reply`."""
+        state = self._advance(SessionEvent.ANSWER, "")
         command = self._awaiting
-        if command is None:
-            raise MilterUsageError(
-                "no milter command awaits an answer; the MTA would take it for the next one"
-            )
+        assert command is not None, "set whenever an answer is awaited"
         if isinstance(command, OptionNegotiation):
             self._check_negotiation_answer(command, responses)
         elif self._negotiated is not None:
             _check_answer(self._negotiated, command, responses)
         encoded = b"".join(encode_response(response) for response in responses)
+        self._state = state
         self._awaiting = None
         return encoded
+
+    def _event_of(self, command: Command) -> SessionEvent:
+        event = _EVENT_OF.get(type(command))
+        if event is not None:
+            return event
+        step = _STEP_OF.get(type(command))
+        if step is not None and self._negotiated is not None \
+                and not self._negotiated.expects_reply(step):
+            return SessionEvent.TELL
+        # End of message, an unknown command byte, and every step not negotiated away.
+        return SessionEvent.ASK
+
+    def _advance(self, event: SessionEvent, command: str) -> SessionState:
+        """The state `event` leads to; raises, changing nothing, when it is out of order."""
+        awaited = type(self._awaiting).__name__
+        return next_state(self._state, event, command, awaited)
 
     def macro(self, name: str) -> str | None:
         """A macro's current value, as libmilter's smfi_getsymval finds it: the earliest
