@@ -21,8 +21,8 @@ from pydantic import (
 )
 
 from cbv.address import AddressError, parse_domain
-from cbv.cache.location import CacheLocation, parse_cache_location
-from cbv.endpoint import Endpoint, parse_endpoint
+from cbv.cache_location import CacheLocation, parse_cache_location
+from cbv.endpoint import Endpoint, parse_endpoint, split_host_port
 
 DEFAULT_CONFIG_PATH = Path("/etc/cbv/cbv.toml")
 
@@ -36,27 +36,6 @@ class _Section(BaseModel):
 
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
-
-
-def _parse_hostport(value: str, default_port: int) -> tuple[str, int]:
-    """Split "host", "host:port", "[v6]:port" or "v6" into its parts."""
-    text = value.strip()
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise ValueError(f"bad host:port {value!r}")
-        port_text = rest[1:]
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    else:
-        host, port_text = text, ""
-    if not host:
-        raise ValueError(f"bad host:port {value!r}")
-    if not port_text:
-        return host, default_port
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"bad port in {value!r}")
-    return host, int(port_text)
 
 
 class DnsConfig(_Section):
@@ -81,12 +60,12 @@ class DnsConfig(_Section):
     @classmethod
     def _check_nameservers(cls, value: list[str]) -> list[str]:
         for entry in value:
-            host, _ = _parse_hostport(entry, 53)
+            host, _ = split_host_port(entry, 53)
             ipaddress.ip_address(host)
         return value
 
     def nameserver_addresses(self) -> list[tuple[str, int]]:
-        return [_parse_hostport(entry, 53) for entry in self.nameservers]
+        return [split_host_port(entry, 53) for entry in self.nameservers]
 
 
 class CalloutConfig(_Section):
@@ -202,14 +181,14 @@ class CalloutConfig(_Section):
             if not hosts:
                 raise ValueError("a route needs at least one host")
             for host in hosts:
-                _parse_hostport(host, 25)
+                split_host_port(host, 25)
         return {k.lower().rstrip("."): v for k, v in value.items()}
 
     def route_targets(self, domain: str) -> list[tuple[str, int]] | None:
         hosts = self.routes.get(domain)
         if hosts is None:
             return None
-        return [_parse_hostport(host, self.port) for host in hosts]
+        return [split_host_port(host, self.port) for host in hosts]
 
 
 class SecurityConfig(_Section):

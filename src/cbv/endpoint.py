@@ -1,4 +1,5 @@
-"""Listener addresses as the config writes them: "host:port", "[v6]:port" or "unix:/path"."""
+"""Addresses as the config writes them: "host:port", "[v6]:port" (the one parser every
+host and port in the config goes through) and, for listeners, "unix:/path"."""
 
 from __future__ import annotations
 
@@ -41,6 +42,39 @@ class Endpoint:
         return f"{host}:{self.port}"
 
 
+def split_host_port(text: str, default_port: int | None = None, *, any_port: bool = False
+                    ) -> tuple[str, int]:
+    """"host:port" or "[v6]:port"; with a `default_port`, also "host", "[v6]" and a bare v6.
+    Port 0 only with `any_port` (a listener's "any free port"). Raises ValueError in one line.
+    """
+    value = text.strip()
+    if value.startswith("["):
+        host, sep, rest = value[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"{text!r}: expected [ipv6]:port")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{text!r}: {host!r} is not an IPv6 address") from None
+        port_text = rest[1:]
+    elif value.count(":") == 1:
+        host, port_text = value.split(":")
+    elif ":" in value and default_port is None:
+        raise ValueError(f"{text!r}: expected host:port or [ipv6]:port")
+    else:
+        host, port_text = value, ""
+    if not host:
+        raise ValueError(f"{text!r}: no host")
+    if not port_text:
+        if default_port is None:
+            raise ValueError(f"{text!r}: no port; expected host:port or [ipv6]:port")
+        return host, default_port
+    lowest = 0 if any_port else 1
+    if not port_text.isdigit() or not lowest <= int(port_text) < 65536:
+        raise ValueError(f"{text!r}: bad port {port_text!r}")
+    return host, int(port_text)
+
+
 def parse_endpoint(text: str) -> Endpoint:
     """A TCP endpoint needs an explicit port (0: any free one); a unix one an absolute path."""
     value = text.strip()
@@ -49,23 +83,8 @@ def parse_endpoint(text: str) -> Endpoint:
         if not path.startswith("/"):
             raise EndpointError(f"{text!r}: a unix socket needs an absolute path")
         return Endpoint(path=path)
-    if value.startswith("["):
-        host, sep, rest = value[1:].partition("]")
-        if not sep or not rest.startswith(":"):
-            raise EndpointError(f"{text!r}: expected [ipv6]:port")
-        port_text = rest[1:]
-        _check_ip(host, text)
-    else:
-        host, sep, port_text = value.rpartition(":")
-        if not sep or not host or ":" in host:
-            raise EndpointError(f"{text!r}: expected host:port, [ipv6]:port or unix:/path")
-    if not port_text.isdigit() or not 0 <= int(port_text) < 65536:
-        raise EndpointError(f"{text!r}: bad port {port_text!r}")
-    return Endpoint(host=host, port=int(port_text))
-
-
-def _check_ip(host: str, text: str) -> None:
     try:
-        ipaddress.IPv6Address(host)
-    except ValueError:
-        raise EndpointError(f"{text!r}: {host!r} is not an IPv6 address") from None
+        host, port = split_host_port(text, any_port=True)
+    except ValueError as exc:
+        raise EndpointError(str(exc)) from None
+    return Endpoint(host=host, port=port)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cbv.cache.location import CacheKind, parse_cache_location
 from cbv.cache.records import keeps_previous
+from cbv.cache_location import CacheKind, parse_cache_location
 from cbv.config import ConfigError, config_from_dict
 from cbv.model import Reason
 from tests.cache.helpers import LIFETIMES, T0, record, verdict

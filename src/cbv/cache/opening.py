@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cbv.cache.backend import CacheBackend, Clock
-from cbv.cache.location import CacheKind
 from cbv.cache.memory import MemoryBackend
 from cbv.cache.redis_backend import RedisBackend
 from cbv.cache.redis_link import RedisLink
 from cbv.cache.sqlite import SQLiteBackend
+from cbv.cache_location import CacheKind
 from cbv.config import CacheConfig
 
 

@@ -24,8 +24,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import DataError, RedisError, ResponseError
 
 from cbv.cache.backend import CacheError
-from cbv.cache.location import CacheKind, CacheLocation
 from cbv.cache.records import OncePerKey, first_line
+from cbv.cache_location import CacheKind, CacheLocation
 from cbv.config import CacheConfig
 
 log = logging.getLogger("cbv.cache")

@@ -1,10 +1,13 @@
-"""Where the cache lives, read from `cache.url` and `cache.path`; pure, so config can check it."""
+"""Where the cache lives, read from `cache.url` and `cache.path`: pure and at the bottom
+layer, so the config can check it and the cache can open it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import unquote, urlsplit
+
+from cbv.endpoint import split_host_port
 
 URL_FORMS = "memory://, sqlite:///path, redis://host:port/db or redis+cluster://host:port,..."
 
@@ -25,19 +28,13 @@ class CacheLocation:
     password: str | None = None  # Redis Cluster
 
 
-def _port(text: str, url: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ValueError(f"bad port in {url!r}")
-    return int(text)
-
-
 def _cluster_nodes(netloc: str, url: str) -> tuple[tuple[str, int], ...]:
     nodes: list[tuple[str, int]] = []
     for entry in netloc.split(","):
-        host, sep, port = entry.strip().rpartition(":")
-        if not sep or not host:
-            raise ValueError(f"redis+cluster nodes must be host:port in {url!r}")
-        nodes.append((host.strip("[]"), _port(port, url)))
+        try:
+            nodes.append(split_host_port(entry))
+        except ValueError as exc:
+            raise ValueError(f"redis+cluster nodes must be host:port in {url!r}: {exc}") from None
     return tuple(nodes)
 
 
