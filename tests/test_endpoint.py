@@ -21,7 +21,7 @@ def test_host_and_port(text: str, default: int | None, expected: tuple[str, int]
 
 
 @pytest.mark.parametrize(("text", "default", "message"), [
-    ("mx.example.test", None, "no port"),
+    ("mx.example.test", None, r"'mx.example.test': expected host:port or \[ipv6\]:port"),
     ("2001:db8::1", None, r"expected host:port or \[ipv6\]:port"),
     (":25", 25, "no host"),
     ("[]:25", 25, "is not an IPv6 address"),
@@ -50,5 +50,5 @@ def test_listener_endpoints() -> None:
     assert parse_endpoint("unix:/run/cbv/policy.sock") == Endpoint(path="/run/cbv/policy.sock")
     with pytest.raises(EndpointError, match="absolute path"):
         parse_endpoint("unix:cbv.sock")
-    with pytest.raises(EndpointError, match="no port"):
+    with pytest.raises(EndpointError, match=r"expected host:port, \[ipv6\]:port or unix:/path"):
         parse_endpoint("localhost")

@@ -7,6 +7,7 @@ import ipaddress
 from dataclasses import dataclass
 
 UNIX_PREFIX = "unix:"
+ENDPOINT_FORMS = "host:port, [ipv6]:port or unix:/path"
 
 
 class EndpointError(ValueError):
@@ -42,10 +43,11 @@ class Endpoint:
         return f"{host}:{self.port}"
 
 
-def split_host_port(text: str, default_port: int | None = None, *, any_port: bool = False
-                    ) -> tuple[str, int]:
+def split_host_port(text: str, default_port: int | None = None, *, any_port: bool = False,
+                    forms: str = "host:port or [ipv6]:port") -> tuple[str, int]:
     """"host:port" or "[v6]:port"; with a `default_port`, also "host", "[v6]" and a bare v6.
-    Port 0 only with `any_port` (a listener's "any free port"). Raises ValueError in one line.
+    Port 0 only with `any_port` (a listener's "any free port"). Raises ValueError in one
+    line; `forms` is what it says the caller accepts.
     """
     value = text.strip()
     if value.startswith("["):
@@ -60,14 +62,14 @@ def split_host_port(text: str, default_port: int | None = None, *, any_port: boo
     elif value.count(":") == 1:
         host, port_text = value.split(":")
     elif ":" in value and default_port is None:
-        raise ValueError(f"{text!r}: expected host:port or [ipv6]:port")
+        raise ValueError(f"{text!r}: expected {forms}")
     else:
         host, port_text = value, ""
     if not host:
         raise ValueError(f"{text!r}: no host")
     if not port_text:
         if default_port is None:
-            raise ValueError(f"{text!r}: no port; expected host:port or [ipv6]:port")
+            raise ValueError(f"{text!r}: expected {forms}")
         return host, default_port
     lowest = 0 if any_port else 1
     if not port_text.isdigit() or not lowest <= int(port_text) < 65536:
@@ -84,7 +86,7 @@ def parse_endpoint(text: str) -> Endpoint:
             raise EndpointError(f"{text!r}: a unix socket needs an absolute path")
         return Endpoint(path=path)
     try:
-        host, port = split_host_port(text, any_port=True)
+        host, port = split_host_port(text, any_port=True, forms=ENDPOINT_FORMS)
     except ValueError as exc:
         raise EndpointError(str(exc)) from None
     return Endpoint(host=host, port=port)

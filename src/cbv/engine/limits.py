@@ -22,10 +22,9 @@ from typing import Protocol
 from cbv.cache.redis_link import RedisLink
 from cbv.callout.plan import Target
 from cbv.config import LimitsConfig
+from cbv.engine.polling import poll_until
 
 PRUNE_ABOVE = 10_000
-FIRST_POLL = 0.005
-LAST_POLL = 0.1
 GLOBAL_POOL = "callouts"
 
 RESERVE = """
@@ -183,9 +182,6 @@ class RedisSlotPool:
         self._acquire_script = link.client.register_script(ACQUIRE)
 
     async def _acquire(self, key: str, token: str) -> _Held:
-        deadline = time.monotonic() + self._max_wait
-        pause = FIRST_POLL
-
         async def in_redis() -> _Held:
             taken = await self._acquire_script(
                 keys=[key], args=[token, self._capacity, self._lease_ms]
@@ -195,13 +191,8 @@ class RedisSlotPool:
         async def locally() -> _Held:
             return _Held.LOCAL
 
-        while True:
-            held = await self._link.call(in_redis, locally)
-            left = deadline - time.monotonic()
-            if held is not _Held.BUSY or left <= 0:
-                return held
-            await asyncio.sleep(min(pause, left))
-            pause = min(pause * 1.5, LAST_POLL)
+        return await poll_until(lambda: self._link.call(in_redis, locally),
+                                lambda held: held is not _Held.BUSY, self._max_wait)
 
     @asynccontextmanager
     async def hold(self, name: str) -> AsyncIterator[bool]:

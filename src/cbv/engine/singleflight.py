@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from collections.abc import Sequence
 from typing import Protocol
 
 from cbv.address import Address
 from cbv.cache.redis_link import RedisLink
+from cbv.engine.polling import poll_until
 from cbv.model import Verdict
-
-FIRST_POLL = 0.005
-LAST_POLL = 0.1
 
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -132,8 +129,6 @@ class RedisLocks:
         """Until the lock goes or the holder's verdict is there, whichever is seen first."""
         lock = self._key(address)
         record = self._keys.record(address.domain, str(address))
-        deadline = time.monotonic() + self._lease
-        pause = FIRST_POLL
 
         async def held() -> bool:
             pipe = self._link.client.pipeline(transaction=False)
@@ -145,6 +140,5 @@ class RedisLocks:
         async def unknown() -> bool:
             return False
 
-        while time.monotonic() < deadline and await self._link.call(held, unknown):
-            await asyncio.sleep(pause)
-            pause = min(pause * 1.5, LAST_POLL)
+        await poll_until(lambda: self._link.call(held, unknown), lambda busy: not busy,
+                         self._lease)
