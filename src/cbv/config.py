@@ -21,10 +21,11 @@ from pydantic import (
 )
 
 from cbv.address import AddressError, parse_domain
-from cbv.cache_location import CacheLocation, parse_cache_location
+from cbv.cache_location import CacheKind, CacheLocation, parse_cache_location
 from cbv.endpoint import Endpoint, parse_endpoint, split_host_port
 
 DEFAULT_CONFIG_PATH = Path("/etc/cbv/cbv.toml")
+QUEUE_KINDS = (CacheKind.REDIS, CacheKind.REDIS_CLUSTER, CacheKind.SQLITE)
 
 
 class ConfigError(Exception):
@@ -600,6 +601,47 @@ class HttpConfig(_Section):
         return value
 
 
+class JobsConfig(_Section):
+    """Bulk verification jobs (docs/jobs.md): where they queue, how transients are retried."""
+
+    enabled: bool = Field(default=False, description=(
+        "this `cbv serve` takes work from the job queue and answers /v1/jobs"))
+    queue: str = Field(default="", description=(
+        "\"redis://host:port/db\", \"redis+cluster://host:port,...\" or \"sqlite:///path\"; "
+        "\"\" is the cache's Redis when cache.url is Redis, else jobs.sqlite3 beside the cache"))
+    retry_delays: list[Annotated[float, Field(gt=0, le=86_400)]] = Field(
+        default_factory=lambda: [300.0, 900.0, 3600.0], min_length=1, max_length=20,
+        description=("seconds before each new attempt at a transient address; the last delay "
+                     "repeats until `retry_horizon`"))
+    retry_horizon: float = Field(default=21_600.0, gt=0, le=30 * 86_400, description=(
+        "seconds after submission past which a transient or budget-limited address is final"))
+    keep: float = Field(default=7 * 86_400.0, gt=0, le=365 * 86_400, description=(
+        "seconds a finished or cancelled job and its results are kept"))
+    concurrency: int = Field(default=50, ge=1, le=10_000, description=(
+        "work items (one domain's addresses, one SMTP session's worth) this process verifies "
+        "at once"))
+    lease: float = Field(default=120.0, ge=1, le=86_400, description=(
+        "seconds a work item claimed by a worker that stopped answering waits before another "
+        "worker takes it over"))
+
+    @field_validator("queue")
+    @classmethod
+    def _check_queue(cls, value: str) -> str:
+        if value and parse_cache_location(value).kind not in QUEUE_KINDS:
+            raise ValueError(f"{value!r}: a job queue is redis://, redis+cluster:// or sqlite://")
+        return value
+
+    def location(self, cache: CacheConfig) -> CacheLocation:
+        """The queue's location: `queue`, else the cache's Redis, else SQLite beside the cache."""
+        if self.queue:
+            return parse_cache_location(self.queue)
+        cached = cache.location()
+        if cached.kind in (CacheKind.REDIS, CacheKind.REDIS_CLUSTER):
+            return cached
+        beside = Path(cached.path).with_name("jobs.sqlite3") if cached.path else None
+        return CacheLocation(CacheKind.SQLITE, path=str(beside) if beside else "")
+
+
 class LogConfig(_Section):
     """`cbv serve` logs to stderr, one line per event and per decision."""
 
@@ -622,6 +664,7 @@ class Config(_Section):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    jobs: JobsConfig = Field(default_factory=JobsConfig)
 
 
 def _describe(error: ValidationError, source: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -43,13 +44,14 @@ class BackgroundLoop:
 
 
 @pytest.fixture
-def api(fake_dns: FakeDNS) -> Iterator[str]:
+def api(fake_dns: FakeDNS, tmp_path: Path) -> Iterator[str]:
     """The base URL of a daemon with the HTTP listener and a token, as the schema says."""
     world = World(fake_dns)
     background = BackgroundLoop()
     farm = background.run(sender_domains(world))
     server = {"policy": "", "smtpcbd": "", "http": "127.0.0.1:0"}
-    config = server_config(world, farm, server=server, http={"token": TOKEN})
+    jobs = {"enabled": True, "queue": f"sqlite://{tmp_path}/jobs.sqlite3"}
+    config = server_config(world, farm, server=server, http={"token": TOKEN}, jobs=jobs)
     daemon = Daemon(config, announce=lambda line: None)
     background.run(daemon.start())
     try:
@@ -69,7 +71,9 @@ def test_every_operation_answers_as_documented(api: str) -> None:
         operations.append(result.ok())
     assert {f"{op.method.upper()} {op.path}" for op in operations} == {
         "GET /", "GET /healthz", "GET /metrics", "GET /v1/status", "GET /v1/verify",
-        "POST /v1/verify", "GET /v1/cache/{address}", "DELETE /v1/cache/{address}"}
+        "POST /v1/verify", "GET /v1/cache/{address}", "DELETE /v1/cache/{address}",
+        "POST /v1/jobs", "GET /v1/jobs", "GET /v1/jobs/{job_id}", "GET /v1/jobs/{job_id}/results",
+        "DELETE /v1/jobs/{job_id}"}
     for operation in operations:
 
         @given(case=operation.as_strategy())

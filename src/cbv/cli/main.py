@@ -16,6 +16,7 @@ from cbv.cli import render
 from cbv.cli.cache_cmd import cache
 from cbv.cli.demo import demo
 from cbv.cli.inputs import InputError, read_addresses
+from cbv.cli.job_cmd import job
 from cbv.cli.serve import serve
 from cbv.config import Config, ConfigError, load_config
 from cbv.engine.assembly import assemble
@@ -127,3 +128,4 @@ def verify(
 cli.add_command(demo)
 cli.add_command(cache)
 cli.add_command(serve)
+cli.add_command(job)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Sequence
-
 from rich.text import Text
 
 from cbv.model import Result, Verdict
+from cbv.verdict_csv import CSV_COLUMNS, csv_header, to_csv
+
+__all__ = ["CSV_COLUMNS", "csv_header", "to_csv", "to_json", "to_text"]
 
 RESULT_STYLES = {
     Result.PASS: "bold green",
@@ -17,38 +16,9 @@ RESULT_STYLES = {
     Result.UNKNOWN: "bold blue",
 }
 
-CSV_COLUMNS = [
-    "address", "result", "reason", "catch_all", "mx", "ip", "port", "stage",
-    "code", "enhanced", "text", "sender", "smtp_cbv_result", "duration_ms", "detail",
-]
-
 
 def to_json(verdict: Verdict) -> str:
     return verdict.model_dump_json(exclude_none=False)
-
-
-def csv_header() -> str:
-    return _csv_line(CSV_COLUMNS)
-
-
-def to_csv(verdict: Verdict) -> str:
-    reply = verdict.reply
-    return _csv_line([
-        verdict.address, verdict.result.value, verdict.reason.value,
-        "" if verdict.catch_all is None else str(verdict.catch_all).lower(),
-        verdict.mx or "", verdict.ip or "", verdict.port or "",
-        verdict.stage.value if verdict.stage else "",
-        reply.code if reply else "", reply.enhanced or "" if reply else "",
-        reply.text.replace("\n", " / ") if reply else "",
-        verdict.sender if verdict.sender is not None else "", verdict.smtp_cbv_result,
-        verdict.duration_ms, verdict.detail or "",
-    ])
-
-
-def _csv_line(cells: Sequence[object]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="").writerow(cells)
-    return buffer.getvalue()
 
 
 def to_text(verdict: Verdict) -> Text:

@@ -15,6 +15,7 @@ from cbv.config import Config, ConfigError, LogConfig, ServerConfig, load_config
 from cbv.endpoint import Endpoint
 from cbv.gc_tuning import tune_for_many_connections
 from cbv.servers.connection import ConnectionTracker
+from cbv.servers.jobs import JobsRunning
 from cbv.servers.listen import ListenError, bound_endpoint, listen, remove_socket_file
 from cbv.servers.logs import event
 from cbv.servers.metrics import Telemetry
@@ -74,6 +75,7 @@ class Daemon:
         self._background: set[asyncio.Task[object]] = set()
         self.telemetry = Telemetry()
         self._services: dict[str, Service] = {}
+        self._jobs: JobsRunning | None = None
 
     @property
     def runtime(self) -> Runtime:
@@ -114,8 +116,13 @@ class Daemon:
     async def start(self) -> None:
         self._runtime = Runtime(Generation(self._config, self.telemetry), self.telemetry)
         try:
+            if self._config.jobs.enabled:
+                self._jobs = JobsRunning(self._runtime, self._config)
+                self._runtime.jobs = self._jobs.service
             self._listeners = await self._open(self._config.server, {})
-        except ListenError:
+        except (ListenError, ConfigError):
+            if self._jobs is not None:
+                await self._jobs.close()
             await self._runtime.close(0.1)
             raise
         for name, endpoint in self._config.server.endpoints().items():
@@ -170,6 +177,8 @@ class Daemon:
         aborted, *_ = await asyncio.gather(self._tracker.drain(grace), *closing)
         if aborted:
             event(LOG, logging.WARNING, "connections cut short", count=aborted)
+        if self._jobs is not None:
+            await self._jobs.close()
         await self.runtime.close(max(deadline - loop.time(), 0.1))
         for endpoint, _ in self._listeners.values():
             remove_socket_file(endpoint)

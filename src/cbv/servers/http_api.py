@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException
 from cbv import __version__
 from cbv.address import AddressError, parse_address
 from cbv.model import Verdict
+from cbv.servers.jobs_api import jobs_router
 from cbv.servers.logs import failure
 from cbv.servers.runtime import Runtime
 from cbv.servers.status_page import status_router
@@ -200,6 +201,7 @@ def build_app(runtime: Runtime) -> FastAPI:
         return Response(runtime.telemetry.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(status_router(runtime, protected))
+    app.include_router(jobs_router(runtime, protected))
     return app
 
 

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cbv.config import Config
 from cbv.engine.assembly import assemble
@@ -20,6 +21,9 @@ from cbv.model import Verdict
 from cbv.policy import Check, Decision, RequestContext, SitePolicy, Skip
 from cbv.servers.logs import event, failure
 from cbv.servers.metrics import Telemetry
+
+if TYPE_CHECKING:
+    from cbv.jobs.service import JobService
 
 LOG = logging.getLogger("cbv.server")
 MESSAGES_REMEMBERED = 10_000  # (message, address) pairs whose callout later requests share
@@ -159,6 +163,7 @@ class Runtime:
     def __init__(self, generation: Generation, telemetry: Telemetry) -> None:
         self.generation = generation
         self.telemetry = telemetry
+        self.jobs: JobService | None = None  # set by the daemon when [jobs] enabled = true
         self._retiring: set[asyncio.Task[None]] = set()
 
     def replace(self, new: Generation) -> None:

@@ -1,0 +1,144 @@
+"""The worker every `cbv serve` with `[jobs] enabled = true` runs: it claims work items,
+verifies each (one domain, one session's worth), settles it, and keeps its leases fresh.
+
+The queue orders items by when they are ready, and an item that met a budget goes back
+with the time that budget frees, so no worker sleeps on one host while others are free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from cbv.cache.backend import Clock
+from cbv.jobs.model import FINISHED, JobSpec, JobState, JobStatus
+from cbv.jobs.queue import Claimed, JobQueue, QueueError
+from cbv.jobs.schedule import plan
+from cbv.model import Verdict
+
+LOG = logging.getLogger("cbv.jobs")
+IDLE_POLL = 0.25  # seconds between looks at an empty queue
+SPEC_FRESH = 2.0  # seconds a job's spec and state are trusted (a cancel shows within this)
+EXPIRE_EVERY = 600.0
+
+Verify = Callable[[list[str], bool], Awaitable[list[Verdict]]]  # (addresses, use_cache)
+BudgetWait = Callable[[str], float]  # domain -> seconds until its budget likely frees
+Notify = Callable[[JobSpec, JobStatus], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Known:
+    spec: JobSpec
+    state: JobState
+    fetched: float
+
+
+class JobWorker:
+    def __init__(self, queue: JobQueue, verify: Verify, *, concurrency: int, lease: float,
+                 budget_wait: BudgetWait, notify: Notify, clock: Clock = time.time) -> None:
+        self._queue = queue
+        self._verify = verify
+        self._concurrency = concurrency
+        self._lease = lease
+        self._budget_wait = budget_wait
+        self._notify = notify
+        self._clock = clock
+        self._working: dict[asyncio.Task[None], Claimed] = {}
+        self._known: dict[str, _Known] = {}
+        self._queue_down = False
+
+    async def run(self) -> None:
+        """Until cancelled; items in hand when cancelled go to others when their lease ends."""
+        housekeeping = asyncio.create_task(self._housekeeping())
+        try:
+            while True:
+                await self._fill()
+                if self._working:
+                    await asyncio.wait(set(self._working), timeout=IDLE_POLL,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                else:
+                    await asyncio.sleep(IDLE_POLL)
+        finally:
+            housekeeping.cancel()
+            for task in self._working:
+                task.cancel()
+            await asyncio.gather(housekeeping, *self._working, return_exceptions=True)
+
+    async def _fill(self) -> None:
+        free = self._concurrency - len(self._working)
+        if free <= 0:
+            return
+        try:
+            claimed = await self._queue.claim(free, self._clock())
+        except QueueError as exc:
+            self._down(exc)
+            return
+        self._up()
+        for item in claimed:
+            task = asyncio.create_task(self._work(item))
+            self._working[task] = item
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._working.pop(task, None)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            LOG.error("job work item failed; another worker retries it after its lease: %s",
+                      exc)
+
+    def _down(self, exc: QueueError) -> None:
+        if not self._queue_down:
+            LOG.error("job queue unreachable; retrying: %s", exc)
+        self._queue_down = True
+
+    def _up(self) -> None:
+        if self._queue_down:
+            LOG.info("job queue reachable again")
+        self._queue_down = False
+
+    async def _job(self, job_id: str) -> _Known | None:
+        now = self._clock()
+        known = self._known.get(job_id)
+        if known is None or now - known.fetched > SPEC_FRESH:
+            found = await self._queue.spec(job_id)
+            if found is None:
+                self._known.pop(job_id, None)
+                return None
+            known = self._known[job_id] = _Known(found[0], found[1], now)
+        return known
+
+    async def _work(self, claimed: Claimed) -> None:
+        item = claimed.item
+        known = await self._job(item.job)
+        if known is None or known.state in FINISHED:
+            await self._queue.settle(claimed, [], [], self._clock())
+            return
+        addresses = [entry.address for entry in item.entries]
+        first_try = all(entry.attempts == 0 for entry in item.entries)
+        verdicts = await self._verify(addresses, first_try)
+        now = self._clock()
+        domain = addresses[0].rpartition("@")[2].lower()
+        decided = plan(known.spec, item, verdicts, now, self._budget_wait(domain))
+        settled = await self._queue.settle(claimed, decided.finals, decided.later, now)
+        if settled.finished:
+            self._known.pop(item.job, None)
+            status = await self._queue.status(item.job, now)
+            if status is not None:
+                LOG.info("job %s done: %d addresses", item.job, status.total)
+                await self._notify(known.spec, status)
+
+    async def _housekeeping(self) -> None:
+        """Renew the leases of items in hand; now and then, forget expired jobs."""
+        last_expiry = 0.0
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            now = self._clock()
+            try:
+                await self._queue.renew(list(self._working.values()), now)
+                if now - last_expiry > EXPIRE_EVERY:
+                    last_expiry = now
+                    await self._queue.expire(now)
+            except QueueError as exc:
+                self._down(exc)

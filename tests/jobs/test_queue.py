@@ -1,0 +1,133 @@
+"""The JobQueue contract, run against SQLite and against real Redis (standalone, Cluster)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from cbv.jobs.model import Entry, Final, JobSpec, JobState, Later, WorkItem
+from cbv.jobs.queue import Claimed, JobQueue
+from cbv.model import Reason, Result, Verdict, utcnow
+from tests.jobs.conftest import QueueFactory
+
+LEASE = 60.0
+
+
+def spec(total: int, job_id: str = "job1", now: float | None = None) -> JobSpec:
+    return JobSpec(id=job_id, retry_delays=[1.0], retry_horizon=600.0, total=total,
+                   created_at=time.time() if now is None else now)
+
+
+def final(index: int, address: str, result: Result = Result.PASS) -> Final:
+    reason = {Result.PASS: Reason.ACCEPTED, Result.FAIL: Reason.MAILBOX_UNKNOWN,
+              Result.TRANSIENT: Reason.GREYLISTED, Result.UNKNOWN: Reason.POLICY_REJECTION}
+    verdict = Verdict(address=address, result=result, reason=reason[result], checked_at=utcnow())
+    return Final.of(index, verdict, 1)
+
+
+def items(job: str, addresses: list[str]) -> list[WorkItem]:
+    return [WorkItem(job, (Entry(i, a),)) for i, a in enumerate(addresses)]
+
+
+async def claim_all(queue: JobQueue, want: int, now: float | None = None) -> list[Claimed]:
+    claimed: list[Claimed] = []
+    async with asyncio.timeout(10):
+        while len(claimed) < want:
+            claimed += await queue.claim(want - len(claimed), now or time.time())
+    return claimed
+
+
+async def test_every_address_is_settled_once_and_read_back_in_input_order(
+        queues: QueueFactory) -> None:
+    queue = await queues(LEASE)
+    addresses = [f"u{i}@d{i % 3}.test" for i in range(7)]
+    await queue.submit(spec(7), items("job1", addresses))
+    claimed = await claim_all(queue, 7)
+    assert sorted(c.item.entries[0].index for c in claimed) == list(range(7))
+    assert await queue.claim(5, time.time()) == []
+    for c in reversed(claimed):
+        entry = c.item.entries[0]
+        settled = await queue.settle(c, [final(entry.index, entry.address)], [], time.time())
+        assert settled.applied
+    assert settled.finished
+    again = await queue.settle(claimed[0], [final(0, addresses[0], Result.FAIL)], [], time.time())
+    assert not again.applied
+    lines = await queue.results("job1", 0, 100)
+    assert [i for i, _ in lines] == list(range(7))
+    assert [Verdict.model_validate_json(line).address for _, line in lines] == addresses
+    status = await queue.status("job1", time.time())
+    assert status is not None
+    assert (status.state, status.done, status.counts[Result.PASS]) == (JobState.DONE, 7, 7)
+    assert await queue.results("job1", 3, 2) == lines[3:5]
+
+
+async def test_an_item_whose_lease_ran_out_goes_to_another_worker_and_counts_once(
+        queues: QueueFactory) -> None:
+    first = await queues(0.2)
+    second = await queues(0.2)
+    await first.submit(spec(1), items("job1", ["a@x.test"]))
+    [held] = await claim_all(first, 1)
+    [taken] = await claim_all(second, 1, time.time() + 1.0)  # the first worker went silent
+    assert taken.item.entries == held.item.entries
+    assert (await second.settle(taken, [final(0, "a@x.test")], [], time.time())).finished
+    late = await first.settle(held, [final(0, "a@x.test", Result.FAIL)], [], time.time())
+    assert not late.finished
+    [(_, line)] = await first.results("job1", 0, 10)
+    assert Verdict.model_validate_json(line).result is Result.PASS
+    status = await first.status("job1", time.time())
+    assert status is not None and status.done == 1
+
+
+async def test_a_renewed_lease_keeps_the_item(queues: QueueFactory) -> None:
+    queue = await queues(LEASE)
+    other = await queues(LEASE)
+    await queue.submit(spec(1), items("job1", ["a@x.test"]))
+    held = await claim_all(queue, 1)
+    await queue.renew(held, time.time())
+    assert await other.claim(1, time.time()) == []
+
+
+async def test_items_queued_for_later_wait_for_their_time_and_budget_waits_are_counted(
+        queues: QueueFactory) -> None:
+    queue = await queues(LEASE)
+    now = time.time()
+    await queue.submit(spec(2, now=now), items("job1", ["a@x.test", "b@x.test"]))
+    first, second = await claim_all(queue, 2, now)
+    waiting = WorkItem("job1", first.item.entries, budget=True)
+    retry = WorkItem("job1", (Entry(second.item.entries[0].index, "b@x.test", 1),))
+    await queue.settle(first, [], [Later(now + 30, waiting)], now)
+    await queue.settle(second, [], [Later(now + 60, retry)], now)
+    status = await queue.status("job1", now)
+    assert status is not None
+    assert (status.state, status.waiting_on_budget, status.done) == (JobState.RUNNING, 1, 0)
+    assert await queue.claim(5, now + 10) == []
+    [budget_item] = await queue.claim(5, now + 40)
+    assert budget_item.item.entries == first.item.entries
+    status = await queue.status("job1", now)
+    assert status is not None and status.waiting_on_budget == 0
+    [retried] = await claim_all(queue, 1, now + 70)
+    assert retried.item.entries[0].attempts == 1
+
+
+async def test_a_cancelled_job_stops_and_keeps_its_results(queues: QueueFactory) -> None:
+    queue = await queues(LEASE)
+    await queue.submit(spec(3), items("job1", ["a@x.test", "b@x.test", "c@x.test"]))
+    first = (await claim_all(queue, 1))[0]
+    entry = first.item.entries[0]
+    await queue.settle(first, [final(entry.index, entry.address)], [], time.time())
+    assert await queue.cancel("job1", time.time()) is JobState.CANCELLED
+    assert await queue.cancel("job1", time.time()) is JobState.CANCELLED
+    assert await queue.cancel("nope", time.time()) is None
+    for leftover in await queue.claim(5, time.time()):
+        assert (await queue.settle(leftover, [final(9, "x@x.test")], [], time.time())).applied
+    status = await queue.status("job1", time.time())
+    assert status is not None and (status.state, status.done) == (JobState.CANCELLED, 1)
+    assert len(await queue.results("job1", 0, 10)) == 1
+    assert [job.id for job in await queue.recent(time.time(), 10)] == ["job1"]
+
+
+async def test_unknown_jobs_have_no_status_and_no_results(queues: QueueFactory) -> None:
+    queue = await queues(LEASE)
+    assert await queue.status("nope", time.time()) is None
+    assert await queue.spec("nope") is None
+    assert await queue.results("nope", 0, 10) == []
