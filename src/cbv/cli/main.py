@@ -10,13 +10,21 @@ from typing import TextIO
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from cbv.cli import render
 from cbv.cli.cache_cmd import cache
 from cbv.cli.demo import demo
 from cbv.cli.inputs import InputError, read_addresses
 from cbv.cli.job_cmd import job
+from cbv.cli.resume import decided, still_to_verify
+from cbv.cli.schedule import verify_in_turn
 from cbv.cli.serve import serve
 from cbv.config import Config, ConfigError, load_config
 from cbv.engine.assembly import assemble
@@ -64,20 +72,28 @@ async def _verify_all(
     emit: Callable[[Verdict], None],
     use_cache: bool = True,
 ) -> None:
-    """Verify concurrently, print in input order as soon as order allows."""
+    """Verify concurrently, print in input order as soon as order allows; an address that
+    meets a spent budget waits its turn (up to `jobs.retry_horizon`)."""
     done: dict[int, Verdict] = {}
     next_index = 0
     show_progress = len(addresses) > 1 and sys.stderr.isatty()
     progress = Progress(
         "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=Console(stderr=True), disable=not show_progress,
-        transient=True,
+        TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
+        disable=not show_progress, transient=True,
     )
     async with Verifier(assemble(config)) as verifier:
         with progress:
             task = progress.add_task("verifying", total=len(addresses))
-            async for index, verdict in verifier.iter_verify(
-                addresses, transcript=transcript, use_cache=use_cache
+
+            def waiting(count: int) -> None:
+                progress.update(task, description=f"{count} waiting on budgets"
+                                if count else "verifying")
+
+            async for index, verdict in verify_in_turn(
+                verifier, addresses, transcript=transcript, use_cache=use_cache,
+                horizon=config.jobs.retry_horizon,
+                budget_interval=60.0 / config.limits.domain_per_minute, waiting=waiting,
             ):
                 done[index] = verdict
                 progress.advance(task)
@@ -96,6 +112,9 @@ async def _verify_all(
               help="Output format (text, json lines, csv).")
 @click.option("--transcript", is_flag=True, help="Include the SMTP dialogue.")
 @click.option("--no-cache", is_flag=True, help="Neither use nor store cached verdicts.")
+@click.option("--resume", "resume_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Append verdicts to this file (json or csv), skipping the addresses it "
+                   "already holds: a killed run continues where it stopped.")
 def verify(
     addresses: tuple[str, ...],
     config_path: Path | None,
@@ -104,6 +123,7 @@ def verify(
     output: str | None,
     transcript: bool,
     no_cache: bool,
+    resume_path: Path | None,
 ) -> None:
     """Verify ADDRESSES by SMTP callout."""
     config = load_or_fail(config_path)
@@ -115,10 +135,40 @@ def verify(
             fail(str(exc))
     if not items:
         fail("no addresses given (pass them as arguments or with --file)")
-    fmt = output or ("json" if as_json else "text")
-    emit = _formatter(fmt, Console(highlight=False))
+    fmt = output or ("json" if as_json or resume_path else "text")
+    if resume_path is None:
+        emit = _formatter(fmt, Console(highlight=False))
+        _run_verify(config, items, transcript, emit, use_cache=not no_cache)
+        return
+    if fmt == "text":
+        fail("--resume appends json or csv; choose --output json or csv")
     try:
-        asyncio.run(_verify_all(config, items, transcript, emit, use_cache=not no_cache))
+        items = still_to_verify(items, decided(resume_path, fmt))
+        with resume_path.open("a", encoding="utf-8") as out:
+            emit = _appender(fmt, out, fresh=out.tell() == 0)
+            if items:
+                _run_verify(config, items, transcript, emit, use_cache=not no_cache)
+    except OSError as exc:
+        fail(f"{resume_path}: {exc.strerror or exc}")
+
+
+def _appender(output: str, out: TextIO, fresh: bool) -> Callable[[Verdict], None]:
+    """Each verdict written and flushed at once, so a kill loses at most the line under way."""
+    render_line = render.to_csv if output == "csv" else render.to_json
+    if output == "csv" and fresh:
+        out.write(render.csv_header() + "\n")
+
+    def append(verdict: Verdict) -> None:
+        out.write(render_line(verdict) + "\n")
+        out.flush()
+
+    return append
+
+
+def _run_verify(config: Config, items: list[str], transcript: bool,
+                emit: Callable[[Verdict], None], use_cache: bool) -> None:
+    try:
+        asyncio.run(_verify_all(config, items, transcript, emit, use_cache=use_cache))
     except ConfigError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
