@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 from redis.exceptions import ResponseError
 
-from cbv.cache_location import CacheLocation
 from cbv.cache.redis_link import REDIS_FAILURES, RedisClient, describe, make_client
+from cbv.cache_location import CacheLocation
 from cbv.jobs.model import Final, JobSpec, JobState, JobStatus, Later, WorkItem
 from cbv.jobs.queue import Claimed, QueueError, Settlement
 from cbv.model import Result
