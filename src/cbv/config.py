@@ -368,6 +368,19 @@ class ServerConfig(_Section):
     idle_timeout: PositiveSeconds = Field(
         default=900.0, description="close client connections silent for this long"
     )
+    max_connections: int = Field(
+        default=1000, ge=1, le=1_000_000,
+        description="per listener; past it a new connection is closed at once (one log line)",
+    )
+    milter_max_packet: int = Field(
+        default=65_535, ge=4096, le=1 << 20,
+        description="largest milter packet data in bytes (libmilter's default); a larger "
+        "packet closes the connection",
+    )
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        default="auto", description="'auto': uvloop when installed (cbv[speed]); read at start "
+        "only",
+    )
 
     @field_validator("policy", "smtpcbd", "milter", "http")
     @classmethod

@@ -63,20 +63,23 @@ def test_framing_problems_are_bad_requests() -> None:
     assert parse_line(b"<\xff@b.test>") == BadRequest("request is not UTF-8")
 
 
-def test_an_overlong_line_is_one_bad_request_and_not_held() -> None:
+def test_an_overlong_line_is_one_bad_request_at_once_and_not_held() -> None:
     parser = LineParser(max_line=50)
-    assert parser.feed(b"<" + b"a" * 200) == []
+    assert parser.feed(b"<" + b"a" * 200) == [BadRequest("line longer than 50 bytes")]
     assert parser.feed(b"a" * 200) == []
-    assert parser.feed(b"@b.test>\n<c@d.test>\n") == [
-        BadRequest("line longer than 50 bytes"),
-        CallbackRequest("c@d.test"),
-    ]
+    assert parser.feed(b"@b.test>\n<c@d.test>\n") == [CallbackRequest("c@d.test")]
 
 
 def test_an_overlong_line_ended_by_eof() -> None:
     parser = LineParser(max_line=10)
-    parser.feed(b"x" * 30)
-    assert parser.end_of_input() == [BadRequest("line longer than 10 bytes")]
+    assert parser.feed(b"x" * 30) == [BadRequest("line longer than 10 bytes")]
+    assert parser.end_of_input() == []
+
+
+def test_a_line_at_the_limit_waits_for_its_newline() -> None:
+    parser = LineParser(max_line=10)
+    assert parser.feed(b"<a@b.test>") == []
+    assert parser.end_of_input() == [CallbackRequest("a@b.test")]
 
 
 lines = st.lists(

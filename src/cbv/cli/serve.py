@@ -11,6 +11,7 @@ import click
 
 from cbv.config import ConfigError, load_config
 from cbv.servers.daemon import Daemon
+from cbv.servers.event_loop import loop_factory
 from cbv.servers.listen import ListenError
 from cbv.servers.logs import configure_logging
 
@@ -36,6 +37,7 @@ def serve(config_path: Path | None) -> None:
         _fail(str(exc))
     configure_logging(config.log)
     try:
-        asyncio.run(Daemon(config, config_path, _announce, configure_logging).run())
+        with asyncio.Runner(loop_factory=loop_factory(config.server.event_loop)) as runner:
+            runner.run(Daemon(config, config_path, _announce, configure_logging).run())
     except (ConfigError, ListenError) as exc:
         _fail(str(exc))

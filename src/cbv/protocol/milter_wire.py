@@ -184,18 +184,26 @@ class MilterDecoder:
         return len(self._buffer)
 
     def feed(self, data: bytes) -> list[Packet]:
+        """`receive()` then every packet completed so far."""
+        self.receive(data)
+        return list(iter(self.next_packet, None))
+
+    def receive(self, data: bytes) -> None:
+        """Take bytes; packets are framed only as `next_packet()` asks for them."""
         if self._error is not None:
             raise self._error
         self._buffer += data
-        packets: list[Packet] = []
+
+    def next_packet(self) -> Packet | None:
+        """The next complete packet, or None until more bytes come."""
+        if self._error is not None:
+            raise self._error
         try:
-            while (packet := self._next_packet()) is not None:
-                packets.append(packet)
+            return self._next_packet()
         except MilterProtocolError as error:
             self._error = error
             self._buffer.clear()
             raise
-        return packets
 
     def _next_packet(self) -> Packet | None:
         buffer = self._buffer
@@ -233,10 +241,22 @@ class EventDecoder(Generic[EventT]):
         return self._packets.pending
 
     def feed(self, data: bytes) -> list[EventT]:
+        """`receive()` then every event completed so far."""
+        self.receive(data)
+        return list(iter(self.next_event, None))
+
+    def receive(self, data: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._packets.receive(data)
+
+    def next_event(self) -> EventT | None:
+        """The next complete packet's event, or None until more bytes come."""
         if self._error is not None:
             raise self._error
         try:
-            return [self._parse(packet) for packet in self._packets.feed(data)]
+            packet = self._packets.next_packet()
+            return None if packet is None else self._parse(packet)
         except MilterProtocolError as error:
             self._error = error
             raise

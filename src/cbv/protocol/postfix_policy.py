@@ -84,33 +84,48 @@ class RequestParser:
         self._max_request = max_request
         self._max_attributes = max_attributes
         self._buffer = bytearray()
+        self._whole: bytes | None = None  # one whole request received alone, not yet taken
         self._scanned = 0  # where to resume looking for the end of the request
         self._discarding: str | None = None  # why the rest of this request is skipped
 
     @property
     def pending(self) -> int:
-        """Bytes held for an unfinished request."""
-        return len(self._buffer)
+        """Bytes held for unfinished or not yet taken requests."""
+        return len(self._buffer) + len(self._whole or b"")
 
     def feed(self, data: bytes) -> list[PolicyEvent]:
+        """`receive()` then every request completed so far."""
+        self.receive(data)
+        return list(iter(self.next_event, None))
+
+    def receive(self, data: bytes) -> None:
+        """Take bytes; nothing is parsed until `next_event()` asks, so a reader that takes
+        requests only as it has room for them holds at most what it read unparsed."""
+        if self._whole is not None:
+            self._buffer += self._whole
+            self._whole = None
         if self._is_one_whole_request(data):
-            return [self._parse(data[:-2])]  # the usual read, taken without buffering
-        self._buffer += data
-        events: list[PolicyEvent] = []
-        while True:
-            end = self._find_end()
-            if end is None:
-                self._check_unfinished()
-                return events
+            self._whole = data  # the usual read, taken without buffering
+        else:
+            self._buffer += data
+
+    def next_event(self) -> PolicyEvent | None:
+        """The next complete request, or None until more bytes come."""
+        if self._whole is not None:
+            whole, self._whole = self._whole, None
+            return self._parse(whole[:-2])
+        while (end := self._find_end()) is not None:
             body_end, next_start = end
             body = bytes(self._buffer[:body_end])
             del self._buffer[:next_start]
             self._scanned = 0
             reason, self._discarding = self._discarding, None
             if reason is not None:
-                events.append(MalformedRequest(reason))
-            elif body:
-                events.append(self._parse(body))
+                return MalformedRequest(reason)
+            if body:
+                return self._parse(body)
+        self._check_unfinished()
+        return None
 
     def _is_one_whole_request(self, data: bytes) -> bool:
         return (
@@ -172,6 +187,8 @@ class RequestParser:
             name, sep, value = line.partition("=")
             if not sep or not name:
                 return MalformedRequest(f"not a name=value line: {_preview(line)}")
+            if name in attributes:  # which one counts is a guess an attacker could steer
+                return MalformedRequest(f"attribute given twice: {_preview(name)}")
             attributes[name] = value
         return PolicyRequest(attributes)
 

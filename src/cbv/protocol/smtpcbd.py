@@ -37,39 +37,54 @@ CallbackEvent = CallbackRequest | BadRequest
 
 
 class LineParser:
-    """Incremental: one event per line; a last line may come without its newline."""
+    """Incremental: one event per line; a last line may come without its newline. A line
+    over the limit is a BadRequest as soon as the limit is passed, not when (or if) its
+    newline comes; the rest of it is skipped."""
 
     def __init__(self, max_line: int = MAX_LINE) -> None:
         self._max_line = max_line
         self._buffer = bytearray()
         self._overlong = False  # skipping the rest of a line that was too long
+        self._ended = False
 
     def feed(self, data: bytes) -> list[CallbackEvent]:
+        """`receive()` then every event completed so far."""
+        self.receive(data)
+        return list(iter(self.next_event, None))
+
+    def receive(self, data: bytes) -> None:
         self._buffer += data
-        events: list[CallbackEvent] = []
-        while (end := self._buffer.find(b"\n")) >= 0:
-            line = bytes(self._buffer[:end])
-            del self._buffer[: end + 1]
-            if self._overlong:
-                self._overlong = False
-                events.append(BadRequest(f"line longer than {self._max_line} bytes"))
-            else:
-                events.append(parse_line(line, self._max_line))
-        if len(self._buffer) > self._max_line:
-            self._overlong = True
-            self._buffer.clear()
-        return events
 
     def end_of_input(self) -> list[CallbackEvent]:
         """The client closed its side: what is left is the last line, if anything."""
+        self.end_of_input_reached()
+        return list(iter(self.next_event, None))
+
+    def end_of_input_reached(self) -> None:
+        """From now on `next_event()` takes what is left as the last line."""
+        self._ended = True
+
+    def next_event(self) -> CallbackEvent | None:
+        buffer = self._buffer
+        end = buffer.find(b"\n")
         if self._overlong:
+            if end < 0:
+                buffer.clear()
+                return None
+            del buffer[: end + 1]
             self._overlong = False
-            return [BadRequest(f"line longer than {self._max_line} bytes")]
-        if not self._buffer:
-            return []
-        line = bytes(self._buffer)
-        self._buffer.clear()
-        return [parse_line(line, self._max_line)]
+            end = buffer.find(b"\n")
+        if end < 0:
+            if len(buffer) > self._max_line:
+                buffer.clear()
+                self._overlong = True
+                return BadRequest(f"line longer than {self._max_line} bytes")
+            if not (self._ended and buffer):
+                return None
+            end = len(buffer)
+        line = bytes(buffer[:end])
+        del buffer[: end + 1]
+        return parse_line(line, self._max_line)
 
 
 def parse_line(line: bytes, max_line: int = MAX_LINE) -> CallbackEvent:

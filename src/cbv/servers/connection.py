@@ -1,10 +1,17 @@
 """A client connection that answers requests one at a time, in the order they came.
 
-The protocol subclass turns bytes into events (sans-I/O) and an event into the answer's
+The protocol subclass turns bytes into requests (sans-I/O) and a request into the answer's
 bytes; this class does the asyncio part: flow control, pipelining, half-close, the
-graceful close that shutdown and idle timeouts need, and late answers: when working out
-an answer takes too long, a stand-in answer is sent on time and the next requests go on
-in a new worker, while the old one finishes its work alone.
+graceful close that shutdown and idle timeouts need, the listener's connection cap, and
+late answers: when working out an answer takes too long, a stand-in answer is sent on
+time and the next requests go on in a new worker, while the old one finishes its work
+alone.
+
+Fairness: requests are parsed only as the queue has room for them, so reading pauses
+once MAX_PIPELINED requests wait, however many one read brought; the worker lets the
+event loop run between answers given without waiting (cached ones), so one client
+pipelining thousands cannot hold up the others; and answers stop as soon as the client
+is gone.
 """
 
 from __future__ import annotations
@@ -14,14 +21,35 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
 
-from cbv.servers.logs import failure
+from cbv.policy import RequestContext
+from cbv.servers.admission import ConnectionCap
+from cbv.servers.logs import event, failure
+from cbv.servers.runtime import Answered, Generation, Runtime
 
 LOG = logging.getLogger("cbv.server")
 MAX_PIPELINED = 64  # parsed requests held before reading from the client pauses
 
 Event = TypeVar("Event")
+Respond = Callable[[Answered, Generation], bytes]
+
+
+class StreamTransport(Protocol):
+    """What the connection uses of its transport; asyncio's and uvloop's both have it
+    (uvloop's does not derive from `asyncio.Transport`)."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def is_closing(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None: ...
 
 
 class LateAnswer:
@@ -47,11 +75,14 @@ class LateAnswer:
 
 
 class RequestConnection(asyncio.Protocol, Generic[Event]):
+    listener: ClassVar[str]  # the [server] key, for logs, metrics and the connection cap
     one_shot = False  # answer one request, then close (the smtpcbd protocol)
 
-    def __init__(self, tracker: ConnectionTracker) -> None:
+    def __init__(self, runtime: Runtime, tracker: ConnectionTracker) -> None:
+        self._runtime = runtime
         self._tracker = tracker
-        self._transport: asyncio.Transport | None = None
+        self._transport: StreamTransport | None = None
+        self._admitted = False
         self._pending: deque[Event] = deque()
         self._worker: asyncio.Task[None] | None = None
         self._answering: object | None = None  # token of the request the worker is on
@@ -62,48 +93,70 @@ class RequestConnection(asyncio.Protocol, Generic[Event]):
         self._closing = False
         self.last_active = time.monotonic()
 
-    def parse(self, data: bytes) -> list[Event]:
+    def receive(self, data: bytes) -> None:
+        """Hand bytes to the parser; requests are taken out with `next_request()`."""
         raise NotImplementedError
 
-    def parse_end(self) -> list[Event]:
-        """Events the end of input completes (a last line without its newline)."""
-        return []
+    def next_request(self) -> Event | None:
+        """The next complete request, parsed only now; None until more bytes come."""
+        raise NotImplementedError
+
+    def receive_end(self) -> None:
+        """The client closed its side (a last line may then come without its newline)."""
 
     async def answer(self, request: Event) -> bytes:
         """Never raises for a bad request: that gets an answer like any other."""
         raise NotImplementedError
 
-    def answer_late(self, respond: Callable[[], bytes]) -> LateAnswer:
-        """For `answer()`: if it is not done within `answer_within`, `respond()` is sent
-        instead (check `.sent` afterwards; `.cancel()` it when done)."""
-        return LateAnswer(self, self._answering, respond)
+    async def decided(self, context: RequestContext, respond: Respond,
+                      message_id: str = "") -> bytes:
+        """The answer to one request for a decision: `respond()` once the site policy has
+        decided, at once when nothing is to be verified. A callout slower than
+        `answer_within` is answered "in progress" on time by the tracker's sweep (this
+        then returns b"": that request has had its answer) and finishes behind."""
+        with self._runtime.generation as generation:
+            begun = generation.begin(context, message_id)
+            if isinstance(begun, Answered):
+                return respond(begun, generation)
+            late = LateAnswer(self, self._answering,
+                              lambda: respond(generation.in_progress(begun), generation))
+            try:
+                answered = await generation.finish(begun)
+            finally:
+                late.cancel()
+            return b"" if late.sent else respond(answered, generation)
+
+    def drop_pending(self) -> None:
+        """Forget the requests received and not yet answered (a protocol error)."""
+        self._pending.clear()
 
     @property
     def busy(self) -> bool:
         return self._worker is not None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        limit = self._runtime.generation.config.server.max_connections
+        if not self._tracker.cap(self.listener).admit(limit):
+            transport.close()
+            return
+        self._admitted = True
+        self._transport = cast(StreamTransport, transport)
         self._tracker.add(self)
 
     def data_received(self, data: bytes) -> None:
         """Only a complete request counts as activity, so a client trickling a request
         byte by byte (slowloris) is closed after `idle_timeout` like a silent one."""
-        if self._closing and self.one_shot:
+        if self._transport is None or (self._closing and self.one_shot):
             return
-        events = self.parse(data)
-        if events:
+        self.receive(data)
+        if self._take_requests():
             self.last_active = time.monotonic()
-            self._pending.extend(events)
             self._start_worker()
-        if len(self._pending) >= MAX_PIPELINED and not self._reading_paused:
-            self._reading_paused = True
-            self._transport_or_fail().pause_reading()
 
     def eof_received(self) -> bool:
         self._eof = True
-        self._pending.extend(self.parse_end())
+        self.receive_end()
+        self._take_requests()
         if not self._pending and self._worker is None:
             return False  # nothing left to answer: let asyncio close
         self._start_worker()
@@ -111,6 +164,14 @@ class RequestConnection(asyncio.Protocol, Generic[Event]):
 
     def connection_lost(self, exc: Exception | None) -> None:
         """A worker still answering runs on: the callout it waits for lands in the cache."""
+        if not self._admitted:
+            return
+        unanswered = len(self._pending) + (self._answering is not None)
+        if unanswered and exc is not None:
+            event(LOG, logging.INFO, "client gone, its answers dropped", listener=self.listener,
+                  unanswered=unanswered, reason=str(exc) or type(exc).__name__)
+        self._admitted = False
+        self._tracker.cap(self.listener).release()
         self._tracker.discard(self)
         self._transport = None
         self._pending.clear()
@@ -132,10 +193,27 @@ class RequestConnection(asyncio.Protocol, Generic[Event]):
         if self._transport is not None:
             self._transport.abort()
 
-    def _transport_or_fail(self) -> asyncio.Transport:
-        if self._transport is None:
-            raise ConnectionResetError("connection closed")
-        return self._transport
+    def _open_transport(self) -> StreamTransport | None:
+        """The transport while the client can still be answered."""
+        transport = self._transport
+        return None if transport is None or transport.is_closing() else transport
+
+    def _take_requests(self) -> bool:
+        """Parse requests into the queue while it has room; reading pauses while it is
+        full and resumes once it has drained to half. True if any was taken."""
+        pending = self._pending
+        before = len(pending)
+        while len(pending) < MAX_PIPELINED and (request := self.next_request()) is not None:
+            pending.append(request)
+        transport = self._transport
+        if transport is not None:
+            if len(pending) >= MAX_PIPELINED and not self._reading_paused:
+                self._reading_paused = True
+                transport.pause_reading()
+            elif self._reading_paused and len(pending) < MAX_PIPELINED // 2:
+                self._reading_paused = False
+                transport.resume_reading()
+        return len(pending) > before
 
     def _start_worker(self) -> None:
         if self._worker is None and self._pending:
@@ -143,11 +221,12 @@ class RequestConnection(asyncio.Protocol, Generic[Event]):
 
     def _answer_for(self, token: object, respond: Callable[[], bytes]) -> bool:
         """Answer the request `token` now, and hand the connection to a new worker."""
-        if self._answering is not token or self._transport is None:
+        transport = self._open_transport()
+        if self._answering is not token or transport is None:
             return False
         self._answering = None
         self._worker = None  # the old worker finishes its request alone, then stops
-        self._transport.write(respond())
+        transport.write(respond())
         self._after_answer()
         return True
 
@@ -160,36 +239,41 @@ class RequestConnection(asyncio.Protocol, Generic[Event]):
         if self.one_shot:
             self._pending.clear()
             self._closing = True
-        self._resume_reading_if_drained()
+        else:
+            self._take_requests()
         if self._pending:
             self._start_worker()
         elif self._eof or self._closing:
             transport.close()
 
-    def _resume_reading_if_drained(self) -> None:
-        if self._reading_paused and len(self._pending) < MAX_PIPELINED // 2:
-            self._reading_paused = False
-            self._transport_or_fail().resume_reading()
+    def _next(self) -> Event | None:
+        if not self._pending:
+            return None
+        request = self._pending.popleft()
+        self._take_requests()
+        return request
 
     async def _work(self) -> None:
         me = asyncio.current_task()
         try:
-            while self._pending and self._worker is me:
+            while self._worker is me and (request := self._next()) is not None:
                 token = self._answering = object()
-                response = await self.answer(self._pending.popleft())
+                response = await self.answer(request)
                 if self._answering is not token:
                     return  # answered late: a new worker has the connection
                 self._answering = None
                 await self._writable.wait()
-                self._transport_or_fail().write(response)
-                self._resume_reading_if_drained()
+                transport = self._open_transport()
+                if transport is None:
+                    return  # the client is gone (connection_lost logs it): nobody to answer
+                transport.write(response)
                 if self.one_shot:
                     break
+                if self._pending:
+                    await asyncio.sleep(0)  # the other connections' turn between two answers
             if self._worker is me:
                 self._worker = None
                 self._after_answer()
-        except ConnectionResetError:
-            pass
         except Exception as exc:
             failure(LOG, "connection failed", exc)
             self.abort()
@@ -210,11 +294,12 @@ class Tracked(Protocol):
 
 
 class ConnectionTracker:
-    """Every open client connection, for late answers, idle timeouts and a graceful
-    shutdown."""
+    """Every open client connection, for late answers, idle timeouts, each listener's
+    connection cap and a graceful shutdown."""
 
     def __init__(self) -> None:
         self._connections: set[Tracked] = set()
+        self._caps: dict[str, ConnectionCap] = {}
         self._empty = asyncio.Event()
         self._empty.set()
         self._late: set[LateAnswer] = set()
@@ -234,6 +319,12 @@ class ConnectionTracker:
 
     def __len__(self) -> int:
         return len(self._connections)
+
+    def cap(self, listener: str) -> ConnectionCap:
+        found = self._caps.get(listener)
+        if found is None:
+            found = self._caps[listener] = ConnectionCap(listener)
+        return found
 
     def add(self, connection: Tracked) -> None:
         self._connections.add(connection)

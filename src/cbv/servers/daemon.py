@@ -15,6 +15,7 @@ from cbv.config import Config, ConfigError, LogConfig, ServerConfig, load_config
 from cbv.endpoint import Endpoint
 from cbv.gc_tuning import tune_for_many_connections
 from cbv.servers.connection import ConnectionTracker
+from cbv.servers.event_loop import loop_name
 from cbv.servers.jobs import JobsRunning
 from cbv.servers.listen import ListenError, bound_endpoint, listen, remove_socket_file
 from cbv.servers.logs import event
@@ -133,7 +134,7 @@ class Daemon:
         for name, address in self.addresses().items():
             self._announce(f"cbv: {name} listening on {address} ({DESCRIPTIONS[name]})")
         event(LOG, logging.INFO, "started", config=str(self._config_path or "built-in defaults"),
-              **self.addresses())
+              event_loop=loop_name(asyncio.get_running_loop()), **self.addresses())
         self._spawn(self._sweep_idle())
         self._spawn(self._sweep_late())
 

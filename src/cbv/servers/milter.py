@@ -170,36 +170,45 @@ def message_changes(marks: list[Decision], subject: str | None, headers_seen: bo
 class MilterConnection(RequestConnection[MilterEvent]):
     """One MTA connection: many SMTP sessions (QUIT_NC) and transactions (ABORT) on it."""
 
+    listener = "milter"
+
     def __init__(self, runtime: Runtime, tracker: ConnectionTracker) -> None:
-        super().__init__(tracker)
-        self._runtime = runtime
-        needs = milter_needs(runtime.generation.config.policy)
+        super().__init__(runtime, tracker)
+        config = runtime.generation.config
+        needs = milter_needs(config.policy)
         self._at_recipient = Step.RCPT in needs.decide
         self._sees_headers = Step.HEADER in needs.observe
         self._session = FilterSession(needs)
-        self._decoder = CommandDecoder()
+        # The length field counts the command byte as well as the data.
+        self._decoder = CommandDecoder(max_packet=config.server.milter_max_packet + 1)
         self._broken = False
+        self._ended = False
         self._id = next(_connection_ids)
         self._messages = itertools.count(1)
         self._client = ""
         self._transaction = self._new_transaction()
         self._prefetching: set[asyncio.Task[Answered]] = set()
 
-    def parse(self, data: bytes) -> list[MilterEvent]:
+    def receive(self, data: bytes) -> None:
+        if not self._broken:
+            self._decoder.receive(data)
+
+    def next_request(self) -> MilterEvent | None:
         if self._broken:
-            return []
+            return None
         try:
-            return list(self._decoder.feed(data))
+            command = self._decoder.next_event()
         except MilterProtocolError as exc:
             self._broken = True
-            return [ProtocolBreak(str(exc))]
-
-    def parse_end(self) -> list[MilterEvent]:
-        if self._decoder.pending and not self._broken:
+            return ProtocolBreak(str(exc))
+        if command is None and self._ended and self._decoder.pending:
             self._broken = True
-            return [ProtocolBreak(f"connection closed inside a packet "
-                                  f"({self._decoder.pending} bytes)")]
-        return []
+            return ProtocolBreak(f"connection closed inside a packet "
+                                 f"({self._decoder.pending} bytes)")
+        return command
+
+    def receive_end(self) -> None:
+        self._ended = True
 
     async def answer(self, request: MilterEvent) -> bytes:
         if isinstance(request, ProtocolBreak):
@@ -235,7 +244,7 @@ class MilterConnection(RequestConnection[MilterEvent]):
         event(LOG, logging.WARNING, "milter protocol error, connection closed", reason=reason)
         self._runtime.telemetry.failed("milter", "protocol_error")
         self._broken = True
-        self._pending.clear()
+        self.drop_pending()
         self.close_when_idle()
         return b""
 
@@ -278,17 +287,11 @@ class MilterConnection(RequestConnection[MilterEvent]):
     async def _decide(self, context: RequestContext, started: float) -> bytes:
         transaction = self._transaction
         shared = transaction.message_id if self._at_recipient else ""  # RCPTs share a callout
-        with self._runtime.generation as generation:
-            begun = generation.begin(context, shared)
-            if isinstance(begun, Answered):
-                return self._respond(begun, context, transaction, started)
-            late = self.answer_late(lambda: self._respond(
-                generation.in_progress(begun), context, transaction, started))
-            try:
-                answered = await generation.finish(begun)
-            finally:
-                late.cancel()
-            return b"" if late.sent else self._respond(answered, context, transaction, started)
+        return await self.decided(
+            context,
+            lambda answered, _: self._respond(answered, context, transaction, started),
+            shared,
+        )
 
     def _respond(self, answered: Answered, context: RequestContext, transaction: Transaction,
                  started: float) -> bytes:

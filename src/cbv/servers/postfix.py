@@ -69,36 +69,34 @@ def postfix_action(decision: Decision | None) -> str:
 
 
 class PolicyConnection(RequestConnection[PolicyEvent]):
+    listener = "policy"
+
     def __init__(self, runtime: Runtime, tracker: ConnectionTracker) -> None:
-        super().__init__(tracker)
-        self._runtime = runtime
+        super().__init__(runtime, tracker)
         self._parser = RequestParser()
 
-    def parse(self, data: bytes) -> list[PolicyEvent]:
-        return self._parser.feed(data)
+    def receive(self, data: bytes) -> None:
+        self._parser.receive(data)
+
+    def next_request(self) -> PolicyEvent | None:
+        return self._parser.next_event()
 
     async def answer(self, request: PolicyEvent) -> bytes:
         started = time.perf_counter()
-        with self._runtime.generation as generation:
-            if isinstance(request, MalformedRequest) or request.request not in ("", REQUEST_TYPE):
-                why = (request.reason if isinstance(request, MalformedRequest)
-                       else f"unknown request type {request.request!r}")
-                event(LOG, logging.WARNING, "malformed policy request", reason=why)
-                self._runtime.telemetry.failed("policy", "malformed_request")
-                refused = decide_error("", generation.policy.rules.default,
-                                       generation.config.server.fail_open, "malformed_request")
-                return encode_action(postfix_action(refused))
-            begun = generation.begin(context_of(request), request.instance)
-            if isinstance(begun, Answered):
-                return self._respond(request, begun, started)
-            late = self.answer_late(
-                lambda: self._respond(request, generation.in_progress(begun), started),
-            )
-            try:
-                answered = await generation.finish(begun)
-            finally:
-                late.cancel()
-            return b"" if late.sent else self._respond(request, answered, started)
+        if isinstance(request, MalformedRequest) or request.request not in ("", REQUEST_TYPE):
+            why = (request.reason if isinstance(request, MalformedRequest)
+                   else f"unknown request type {request.request!r}")
+            event(LOG, logging.WARNING, "malformed policy request", reason=why)
+            self._runtime.telemetry.failed("policy", "malformed_request")
+            generation = self._runtime.generation
+            refused = decide_error("", generation.policy.rules.default,
+                                   generation.config.server.fail_open, "malformed_request")
+            return encode_action(postfix_action(refused))
+        return await self.decided(
+            context_of(request),
+            lambda answered, _: self._respond(request, answered, started),
+            request.instance,
+        )
 
     def _respond(self, request: PolicyRequest, answered: Answered, started: float) -> bytes:
         decision = answered.decision

@@ -79,18 +79,21 @@ def callback_answer(decision: Decision, verdict: Verdict | None, cache: CacheCon
 
 
 class CallbackConnection(RequestConnection[CallbackEvent]):
+    listener = "smtpcbd"
     one_shot = True
 
     def __init__(self, runtime: Runtime, tracker: ConnectionTracker) -> None:
-        super().__init__(tracker)
-        self._runtime = runtime
+        super().__init__(runtime, tracker)
         self._parser = LineParser()
 
-    def parse(self, data: bytes) -> list[CallbackEvent]:
-        return self._parser.feed(data)
+    def receive(self, data: bytes) -> None:
+        self._parser.receive(data)
 
-    def parse_end(self) -> list[CallbackEvent]:
-        return self._parser.end_of_input()
+    def next_request(self) -> CallbackEvent | None:
+        return self._parser.next_event()
+
+    def receive_end(self) -> None:
+        self._parser.end_of_input_reached()
 
     async def answer(self, request: CallbackEvent) -> bytes:
         started = time.perf_counter()
@@ -100,18 +103,10 @@ class CallbackConnection(RequestConnection[CallbackEvent]):
             now = int(time.time())
             return format_response(Code.TEMPFAIL, f"bad request: {request.reason}", "",
                                    NO_SERVER, now, now)
-        with self._runtime.generation as generation:
-            begun = generation.begin(RequestContext(RequestKind.LOOKUP, request.sender))
-            if isinstance(begun, Answered):
-                return self._respond(begun, generation.config, started)
-            late = self.answer_late(
-                lambda: self._respond(generation.in_progress(begun), generation.config, started),
-            )
-            try:
-                answered = await generation.finish(begun)
-            finally:
-                late.cancel()
-            return b"" if late.sent else self._respond(answered, generation.config, started)
+        return await self.decided(
+            RequestContext(RequestKind.LOOKUP, request.sender),
+            lambda answered, generation: self._respond(answered, generation.config, started),
+        )
 
     def _respond(self, answered: Answered, config: Config, started: float) -> bytes:
         decision = answered.decision
