@@ -13,6 +13,7 @@ BENCHMARKS: dict[str, str] = {
     "cache": "bench.cache",
     "callout": "bench.callout",
     "compare": "bench.compare_verifiers",
+    "fair": "bench.fair",
     "flood": "bench.flood",
     "frontends": "bench.frontends",
     "policy": "bench.policy",

@@ -891,3 +891,12 @@ def test_a_hand_made_negotiation_reply_is_what_the_session_follows() -> None:
     session.answer(NegotiationReply(6, SMFIF(0), SMFIP.NR_MAIL))
     assert not session.receive(Mail(("<a@b>",)))
     assert session.receive(Connect("c", SMFIA.UNKNOWN))
+
+
+def test_packets_are_framed_only_when_asked_for() -> None:
+    decoder = MilterDecoder()
+    decoder.receive(encode_packet(SMFIC.ABORT) * 3)
+    assert decoder.pending == 15
+    assert decoder.next_packet() == Packet(SMFIC.ABORT, b"")
+    assert decoder.pending == 10
+    assert len(list(iter(decoder.next_packet, None))) == 2

@@ -243,3 +243,28 @@ def test_addresses_in_postfix_internal_form_are_quoted_again() -> None:
     assert external_address("jös@bücher.test") == "jös@bücher.test"
     assert external_address("") == ""
     assert external_address("postmaster") == "postmaster"
+
+
+def test_a_duplicated_attribute_makes_the_request_malformed() -> None:
+    data = b"sender=a@b.test\nclient_address=192.0.2.7\nclient_address=127.0.0.1\n\n"
+    assert RequestParser().feed(data) == [
+        MalformedRequest("attribute given twice: 'client_address'")]
+
+
+def test_requests_are_parsed_only_when_asked_for() -> None:
+    parser = RequestParser()
+    parser.receive(POSTFIX_REQUEST * 1000)
+    assert parser.pending == len(POSTFIX_REQUEST) * 1000
+    first = parser.next_event()
+    assert isinstance(first, PolicyRequest)
+    assert parser.pending == len(POSTFIX_REQUEST) * 999
+    assert len(list(iter(parser.next_event, None))) == 999
+    assert parser.pending == 0
+
+
+def test_one_whole_request_read_alone_is_taken_as_it_is() -> None:
+    parser = RequestParser()
+    parser.receive(b"sender=a@b.test\n\n")
+    parser.receive(b"sender=c@d.test\n\n")  # before the first was taken
+    assert [e.sender for e in iter(parser.next_event, None)
+            if isinstance(e, PolicyRequest)] == ["a@b.test", "c@d.test"]

@@ -15,6 +15,7 @@ import pytest
 import pytest_asyncio
 
 from cbv.config import DEFAULT_CONFIG_PATH
+from cbv.servers.event_loop import loop_name
 from cbv.testing import MXFarm
 from tests.servers.clients import PolicyClient, policy_request, sender_domains, smtpcbd
 from tests.world import World
@@ -129,12 +130,14 @@ async def test_make_serve_with_no_config_at_all(tmp_path: Path, served: list[Ser
 
 
 def write_config(path: Path, world: World, farm: MXFarm, policy: str = "") -> None:
+    """The daemon on the event loop the test runs on (the tests here run on each)."""
     path.write_text(world.toml(farm.port, "total_timeout = 5.0") + f"""
 [cache]
 url = "memory://"
 [server]
 policy = "127.0.0.1:0"
 smtpcbd = "127.0.0.1:0"
+event_loop = "{loop_name(asyncio.get_running_loop())}"
 [policy]
 {policy}
 """)
@@ -149,6 +152,8 @@ async def test_serve_reload_and_stop_by_signals(
     daemon = await Served.start("--config", str(config), env=clean_env(tmp_path), cwd=tmp_path)
     served.append(daemon)
     policy_line, smtpcbd_line = await daemon.announced()
+    started = await daemon.log_event("started")
+    assert started["event_loop"] == loop_name(asyncio.get_running_loop())
     policy_address = policy_line.split(" ")[4]
     smtpcbd_address = smtpcbd_line.split(" ")[4]
 

@@ -1,5 +1,7 @@
 """The CI version of `make soak`: a minute of mixed load on `cbv serve`, RSS and open FDs
-flat after the warm-up (bench/soak.py defines flat)."""
+flat after the warm-up (bench/soak.py defines flat). Once, not on each event loop: the
+daemon is a process of its own, on uvloop (`event_loop = "auto"` with the test extra);
+tests/servers/test_fairness.py bounds its memory on both loops."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import pytest
 
 from bench.soak import soak
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_factories=["uvloop"])]
 
 
 async def test_a_minute_of_mixed_load_leaves_memory_and_fds_flat() -> None:

@@ -145,7 +145,8 @@ class RequestParser:
             return 0, 2
         start = max(self._scanned - 2, 0)
         lf = buffer.find(b"\n\n", start)
-        crlf = buffer.find(b"\n\r\n", start)
+        # Only a CRLF end before the LF one matters: never scan the rest of a long buffer.
+        crlf = buffer.find(b"\n\r\n", start, lf + 2 if lf >= 0 else len(buffer))
         if lf < 0 and crlf < 0:
             self._scanned = len(buffer)
             return None

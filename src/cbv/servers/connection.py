@@ -134,6 +134,11 @@ class RequestConnection(asyncio.Protocol, Generic[Event]):
     def busy(self) -> bool:
         return self._worker is not None
 
+    @property
+    def queued(self) -> int:
+        """Requests parsed and waiting for their answer."""
+        return len(self._pending)
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         limit = self._runtime.generation.config.server.max_connections
         if not self._tracker.cap(self.listener).admit(limit):
@@ -205,7 +210,7 @@ class RequestConnection(asyncio.Protocol, Generic[Event]):
         before = len(pending)
         while len(pending) < MAX_PIPELINED and (request := self.next_request()) is not None:
             pending.append(request)
-        transport = self._transport
+        transport = self._open_transport()
         if transport is not None:
             if len(pending) >= MAX_PIPELINED and not self._reading_paused:
                 self._reading_paused = True

@@ -16,6 +16,8 @@ from cbv.config import LogConfig
 LOGGER = "cbv"
 FIELDS = "cbv_fields"  # the `extra` key that carries an event's structured fields
 _HANDLER_NAME = "cbv-serve"
+_FOREIGN = ("asyncio", "py.warnings")
+_WRITE_AFTER_LOSS = "socket.send() raised exception."
 
 
 def fields_of(record: logging.LogRecord) -> dict[str, object]:
@@ -107,11 +109,30 @@ def configure_logging(config: LogConfig, stream: TextIO | None = None) -> None:
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
     logger = logging.getLogger(LOGGER)
+    _use_handler(logger, handler)
+    logger.setLevel(config.level.upper())
+    # The event loop's own messages and Python's warnings in the same format, so that in
+    # JSON mode every line on stderr is JSON.
+    for name in _FOREIGN:
+        foreign = logging.getLogger(name)
+        _use_handler(foreign, handler)
+        foreign.setLevel(max(logging.WARNING, logger.level))
+    handler.addFilter(_drop_noise)
+    logging.captureWarnings(True)
+
+
+def _use_handler(logger: logging.Logger, handler: logging.Handler) -> None:
     for old in [h for h in logger.handlers if h.get_name() == _HANDLER_NAME]:
         logger.removeHandler(old)
     logger.addHandler(handler)
-    logger.setLevel(config.level.upper())
     logger.propagate = False
+
+
+def _drop_noise(record: logging.LogRecord) -> bool:
+    """asyncio's "socket.send() raised exception." comes once per write into a socket
+    already gone, thousands of times for one pipelining client that resets; the listener
+    logs that client's going once itself."""
+    return not (record.name == "asyncio" and record.msg == _WRITE_AFTER_LOSS)
 
 
 def event(logger: logging.Logger, level: int, message: str, **fields: object) -> None:

@@ -1,0 +1,72 @@
+"""`cbv serve`'s log configuration: in JSON mode every line on stderr is JSON, the event
+loop's own messages and Python's warnings included."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import warnings
+from collections.abc import Iterator
+
+import pytest
+
+from cbv.config import LogConfig
+from cbv.servers.logs import configure_logging, event
+
+TOUCHED = ("cbv", "asyncio", "py.warnings")
+
+
+@pytest.fixture
+def stream() -> Iterator[io.StringIO]:
+    """Logs configured into a buffer; the loggers as they were afterwards."""
+    saved = [(logging.getLogger(name), logging.getLogger(name).handlers[:],
+              logging.getLogger(name).level, logging.getLogger(name).propagate)
+             for name in TOUCHED]
+    buffer = io.StringIO()
+    configure_logging(LogConfig(format="json", level="info"), buffer)
+    try:
+        yield buffer
+    finally:
+        logging.captureWarnings(False)
+        for logger, handlers, level, propagate in saved:
+            logger.handlers = handlers
+            logger.setLevel(level)
+            logger.propagate = propagate
+
+
+def lines(buffer: io.StringIO) -> list[dict[str, object]]:
+    for handler in logging.getLogger("cbv").handlers:
+        handler.flush()
+    return [json.loads(line) for line in buffer.getvalue().splitlines()]
+
+
+def test_asyncio_messages_and_warnings_are_json_lines(stream: io.StringIO) -> None:
+    event(logging.getLogger("cbv.server"), logging.INFO, "started", where="here")
+    try:
+        raise ConnectionAbortedError("boom")
+    except ConnectionAbortedError as exc:
+        logging.getLogger("asyncio").error("Exception in callback", exc_info=exc)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("something old", DeprecationWarning, stacklevel=1)
+
+    logged = lines(stream)
+    assert [(entry["logger"], entry["event"]) for entry in logged[:2]] == [
+        ("cbv.server", "started"), ("asyncio", "Exception in callback")]
+    assert "ConnectionAbortedError: boom" in str(logged[1]["error"])
+    assert logged[2]["logger"] == "py.warnings"
+    assert "something old" in str(logged[2]["event"])
+    assert len(logged) == 3
+
+
+def test_writes_into_a_socket_already_gone_are_not_logged(stream: io.StringIO) -> None:
+    for _ in range(100):
+        logging.getLogger("asyncio").warning("socket.send() raised exception.")
+    logging.getLogger("asyncio").warning("something else")
+    assert [entry["event"] for entry in lines(stream)] == ["something else"]
+
+
+def test_asyncio_debug_chatter_stays_out(stream: io.StringIO) -> None:
+    logging.getLogger("asyncio").debug("Using selector: EpollSelector")
+    assert lines(stream) == []
