@@ -85,8 +85,10 @@ class CalloutConfig(_Section):
     fallback_mail_from: str = Field(
         default="postmaster",
         description=(
-            "sender tried when the first is refused: a local part (@ `helo_name` is added) or a "
-            "full address; \"\" for none"
+            "sender tried when the first is refused (at MAIL, or at RCPT): a local part "
+            "(@ `helo_name` is added), a full address, or a template such as "
+            "\"postmaster@{recipient_domain}\" (the domain of the message's recipient when the "
+            "front end knows it, else `helo_name`); \"\" for none"
         ),
     )
     try_null_sender_first: bool = Field(
@@ -96,11 +98,11 @@ class CalloutConfig(_Section):
             "sender"
         ),
     )
-    try_vrfy_first: bool = Field(
+    try_vrfy_first: bool | Literal["always"] = Field(
         default=False,
         description=(
-            "ask VRFY before MAIL/RCPT; 250/251 pass, 5.1.x fails, anything else falls through to"
-            " RCPT"
+            "ask VRFY before MAIL/RCPT when the EHLO reply advertises VRFY (\"always\": even when"
+            " not advertised); 250/251 pass, 5.1.x fails, anything else falls through to RCPT"
         ),
     )
     detect_catch_all: bool = Field(
@@ -256,6 +258,13 @@ class CacheConfig(_Section):
     vrfy_ttl: int = Field(
         default=86_400, ge=0,
         description="seconds a domain's VRFY usefulness is remembered",
+    )
+    recipient_limit_ttl: int = Field(
+        default=7 * 86_400, ge=0,
+        description=(
+            "seconds a domain's one-recipient-per-transaction limit is remembered (the catch-all"
+            " probe gets a transaction of its own)"
+        ),
     )
     unreachable_ttl: int = Field(
         default=120, ge=0,

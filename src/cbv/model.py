@@ -29,6 +29,8 @@ class Reason(StrEnum):
     RATE_LIMITED = "rate_limited"
     POLICY_REJECTION = "policy_rejection"
     VERIFIER_REJECTED = "verifier_rejected"
+    CLIENT_BLOCKED = "client_blocked"
+    CLIENT_THROTTLED = "client_throttled"
     SENDER_REJECTED = "sender_rejected"
     MAILBOX_FULL = "mailbox_full"
     TARGET_FORBIDDEN = "target_forbidden"
@@ -54,6 +56,8 @@ REASON_RESULT: dict[Reason, Result] = {
     Reason.RATE_LIMITED: Result.TRANSIENT,
     Reason.POLICY_REJECTION: Result.UNKNOWN,
     Reason.VERIFIER_REJECTED: Result.UNKNOWN,
+    Reason.CLIENT_BLOCKED: Result.UNKNOWN,
+    Reason.CLIENT_THROTTLED: Result.TRANSIENT,
     Reason.SENDER_REJECTED: Result.UNKNOWN,
     Reason.MAILBOX_FULL: Result.UNKNOWN,
     Reason.TARGET_FORBIDDEN: Result.UNKNOWN,
@@ -126,6 +130,7 @@ class Verdict(BaseModel):
     duration_ms: float = 0.0
     transcript: list[TranscriptLine] | None = None
     detail: str | None = None
+    evidence: str | None = None  # the rule that decided, docs/verdicts.md "Evidence"
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from cbv.callout.classify import classify_catch_all_probe, classify_rcpt, vrfy_is_decisive
+from cbv.callout.classify import (
+    Judgement,
+    classify_catch_all_probe,
+    is_too_many_recipients,
+    judge_rcpt,
+    refuses_sender,
+    vrfy_is_decisive,
+)
 from cbv.model import Reason
 from cbv.protocol.smtp import Reply
 
@@ -14,39 +21,111 @@ def reply(code: int, text: str) -> Reply:
 
 
 @pytest.mark.parametrize(
-    ("code", "text", "reason"),
+    ("code", "text", "reason", "rule"),
     [
-        (250, "2.1.5 Ok", Reason.ACCEPTED),
-        (251, "User not local; will forward", Reason.ACCEPTED),
-        (450, "4.2.0 Greylisted, see http://postgrey", Reason.GREYLISTED),
-        (451, "4.7.1 Please try again later", Reason.GREYLISTED),
-        (451, "4.3.0 Temporary lookup failure", Reason.TEMPFAIL),
-        (421, "4.4.2 closing connection", Reason.TEMPFAIL),
-        (550, "5.1.1 User unknown", Reason.MAILBOX_UNKNOWN),
-        (550, "5.1.1 blocked words do not matter with an enhanced code", Reason.MAILBOX_UNKNOWN),
-        (553, "5.1.3 bad address syntax", Reason.MAILBOX_UNKNOWN),
-        (550, "5.2.1 mailbox disabled", Reason.MAILBOX_UNKNOWN),
-        (552, "5.2.2 mailbox full", Reason.MAILBOX_FULL),
-        (550, "5.7.1 Relay access denied", Reason.POLICY_REJECTION),
-        (550, "5.7.1 user unknown words do not matter with 5.7", Reason.POLICY_REJECTION),
-        (554, "5.3.0 system problem", Reason.POLICY_REJECTION),
-        (550, "5.5.1 protocol error", Reason.POLICY_REJECTION),
-        (550, "5.1.8 sender domain rejected", Reason.SENDER_REJECTED),
-        (553, "5.1.7 bad sender address syntax", Reason.SENDER_REJECTED),
-        (550, "5.0.0 No such user", Reason.MAILBOX_UNKNOWN),
-        (550, "5.0.0 Blocked by policy", Reason.POLICY_REJECTION),
-        (550, "No such user here", Reason.MAILBOX_UNKNOWN),
-        (550, "Mailbox unavailable - blocked by Spamhaus", Reason.POLICY_REJECTION),
-        (554, "Client host rejected: listed on a DNSBL", Reason.POLICY_REJECTION),
-        (550, "Requested action not taken", Reason.MAILBOX_UNKNOWN),
-        (552, "Requested mail action aborted: exceeded storage", Reason.MAILBOX_FULL),
-        (550, "mailbox is full", Reason.MAILBOX_FULL),
-        (554, "Transaction failed", Reason.POLICY_REJECTION),
-        (501, "Syntax error in parameters", Reason.POLICY_REJECTION),
+        (250, "2.1.5 Ok", Reason.ACCEPTED, "code:250"),
+        (251, "User not local; will forward", Reason.ACCEPTED, "code:251"),
+        (450, "4.2.0 Greylisted, see http://postgrey", Reason.GREYLISTED, "text:greylist"),
+        (451, "4.7.1 Please try again later", Reason.GREYLISTED, "text:retry-later"),
+        (451, "4.3.0 Temporary lookup failure", Reason.TEMPFAIL, "code:4xx"),
+        (421, "4.4.2 closing connection", Reason.TEMPFAIL, "code:4xx"),
+        (421, "4.7.0 Too many concurrent SMTP connections from this IP address",
+         Reason.CLIENT_THROTTLED, "text:client-rate"),
+        (450, "4.7.1 Client host rejected: cannot find your hostname, [192.0.2.1]",
+         Reason.CLIENT_THROTTLED, "text:client-blocked"),
+        (450, "4.1.8 <a@b.test>: Sender address rejected: Domain not found",
+         Reason.TEMPFAIL, "text:sender-refused"),
+        (550, "5.1.1 User unknown", Reason.MAILBOX_UNKNOWN, "enhanced:5.1.1"),
+        (550, "5.1.1 blocked words alone do not outweigh 5.1.1", Reason.MAILBOX_UNKNOWN,
+         "enhanced:5.1.1"),
+        (553, "5.1.3 bad address syntax", Reason.MAILBOX_UNKNOWN, "enhanced:5.1.3"),
+        (550, "5.2.1 mailbox disabled", Reason.MAILBOX_UNKNOWN, "enhanced:5.2.1"),
+        (552, "5.2.2 mailbox full", Reason.MAILBOX_FULL, "enhanced:5.2.2"),
+        (556, "5.1.10 <a@b.test>: Recipient address rejected: Domain b.test does not accept "
+         "mail (nullMX)", Reason.MAILBOX_UNKNOWN, "enhanced:5.1.10"),
+        (550, "5.7.1 Relay access denied", Reason.POLICY_REJECTION, "enhanced:5.7.1"),
+        (550, "5.7.1 user unknown words do not matter with 5.7", Reason.POLICY_REJECTION,
+         "enhanced:5.7.1"),
+        (554, "5.3.0 system problem", Reason.POLICY_REJECTION, "enhanced:5.3.0"),
+        (550, "5.5.1 protocol error", Reason.POLICY_REJECTION, "enhanced:5.5.1"),
+        (550, "5.1.8 sender domain rejected", Reason.SENDER_REJECTED, "text:sender-refused"),
+        (553, "5.1.7 bad sender address syntax", Reason.SENDER_REJECTED, "text:sender-refused"),
+        (550, "5.1.7 <>: refused", Reason.SENDER_REJECTED, "enhanced:5.1.7"),
+        (550, "5.0.0 No such user", Reason.MAILBOX_UNKNOWN, "text:mailbox-unknown"),
+        (550, "5.0.0 Blocked by policy", Reason.POLICY_REJECTION, "text:policy"),
+        (550, "5.0.0 Requested action not taken", Reason.MAILBOX_UNKNOWN, "code:550"),
+        (554, "5.3.0 <a@b.test>: Recipient address rejected: user does not exist",
+         Reason.MAILBOX_UNKNOWN, "text:mailbox-unknown"),
+        (550, "No such user here", Reason.MAILBOX_UNKNOWN, "text:mailbox-unknown"),
+        (550, "Mailbox unavailable - blocked by Spamhaus", Reason.CLIENT_BLOCKED,
+         "text:client-blocked"),
+        (554, "Client host rejected: listed on a DNSBL", Reason.CLIENT_BLOCKED,
+         "text:client-blocked"),
+        (550, "Requested action not taken", Reason.MAILBOX_UNKNOWN, "code:550"),
+        (552, "Requested mail action aborted: exceeded storage", Reason.MAILBOX_FULL,
+         "text:mailbox-full"),
+        (550, "mailbox is full", Reason.MAILBOX_FULL, "text:mailbox-full"),
+        (554, "Transaction failed", Reason.POLICY_REJECTION, "code:554"),
+        (501, "Syntax error in parameters", Reason.POLICY_REJECTION, "code:501"),
+        (571, "No PTR Record found", Reason.CLIENT_BLOCKED, "text:client-blocked"),
+        (577, "Not what you expected", Reason.POLICY_REJECTION, "code:577"),
+        # The sample of issue 11: text about the client outweighs a mailbox code.
+        (550, "127.0.0.1 is listed at bl.example (127.0.0.2: spam source)",
+         Reason.CLIENT_BLOCKED, "text:client-blocked"),
+        (550, "5.1.1 <x@y.test> - 203.0.113.222 has sent to too many recipients this hour. "
+         "IB607", Reason.CLIENT_THROTTLED, "text:client-rate"),
+        (550, "5.2.1 The user you are trying to contact is receiving mail at a rate that "
+         "prevents additional messages from being delivered.", Reason.TEMPFAIL,
+         "signature:gmail-recipient-rate"),
+        (550, "5.4.1 [x@y.test]: Recipient address rejected: Access denied "
+         "[AM1PEPF000.eurprd.protection.outlook.com]", Reason.MAILBOX_UNKNOWN,
+         "signature:microsoft-dbeb"),
+        (554, "5.7.1 <x@y.test>: Recipient address rejected: Access denied",
+         Reason.POLICY_REJECTION, "enhanced:5.7.1"),
+        (553, "5.7.1 <>: Sender address rejected: not accepted here", Reason.SENDER_REJECTED,
+         "text:sender-refused"),
+        (553, "sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)",
+         Reason.POLICY_REJECTION, "enhanced:5.7.1"),
+        (550, "sorry, no mailbox here by that name. (#5.1.1)", Reason.MAILBOX_UNKNOWN,
+         "enhanced:5.1.1"),
     ],
 )
-def test_rcpt_reply_classification(code: int, text: str, reason: Reason) -> None:
-    assert classify_rcpt(reply(code, text)) is reason
+def test_rcpt_reply_classification(code: int, text: str, reason: Reason, rule: str) -> None:
+    assert judge_rcpt(reply(code, text)) == Judgement(reason, rule)
+
+
+def test_the_mx_host_name_completes_a_provider_signature() -> None:
+    dbeb = reply(550, "5.7.1 Recipient address rejected: Access denied")
+    assert judge_rcpt(dbeb).reason is Reason.POLICY_REJECTION
+    on_microsoft = judge_rcpt(dbeb, "example-com.mail.protection.outlook.com")
+    assert on_microsoft == Judgement(Reason.MAILBOX_UNKNOWN, "signature:microsoft-dbeb")
+
+
+@pytest.mark.parametrize(
+    ("code", "text", "too_many"),
+    [(452, "4.5.3 Error: too many recipients", True),
+     (452, "Too many recipients", True),
+     (452, "4.5.3 Domain policy size per transaction exceeded, please try this recipient in a "
+      "separate transaction.", True),
+     (552, "5.5.3 Too many recipients", True),
+     (452, "4.3.1 Insufficient system storage", False),
+     (550, "5.1.1 x has sent to too many recipients this hour", False),
+     (250, "2.1.5 Ok", False)],
+)
+def test_too_many_recipients(code: int, text: str, too_many: bool) -> None:
+    assert is_too_many_recipients(reply(code, text)) is too_many
+
+
+@pytest.mark.parametrize(
+    ("code", "text", "refused"),
+    [(553, "5.7.1 <>: Sender address rejected: Access denied", True),
+     (550, "5.1.8 <>: bad sender domain", True),
+     (550, "Verification failed for <>\nSender verify failed", True),
+     (450, "4.1.8 <a@b.test>: Sender address rejected: Domain not found", False),
+     (550, "5.1.1 User unknown", False)],
+)
+def test_sender_refused_at_rcpt(code: int, text: str, refused: bool) -> None:
+    assert refuses_sender(Reply(code, tuple(text.split("\n")))) is refused
 
 
 def test_catch_all_probe() -> None:

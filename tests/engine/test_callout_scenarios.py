@@ -129,20 +129,25 @@ async def test_mx_order_follows_preference_not_listing(world: World) -> None:
 
 
 @pytest.mark.parametrize(
-    "reply",
+    ("reply", "reason"),
     [
-        Reply(550, "5.7.1 Client host [127.0.0.1] blocked using zen.spamhaus.org"),
-        Reply(554, "Service unavailable; Client host blocked using a DNSBL"),
-        Reply(550, "5.7.1 <{addr}>: Relay access denied"),
-        Reply(550, "5.7.606 Access denied, banned sending IP"),
+        (Reply(550, "5.7.1 Client host [127.0.0.1] blocked using zen.spamhaus.org"),
+         Reason.CLIENT_BLOCKED),
+        (Reply(554, "Service unavailable; Client host blocked using a DNSBL"),
+         Reason.CLIENT_BLOCKED),
+        (Reply(550, "5.7.1 <{addr}>: Relay access denied"), Reason.POLICY_REJECTION),
+        (Reply(550, "5.7.606 Access denied, banned sending IP"), Reason.CLIENT_BLOCKED),
     ],
     ids=["5.7.1-dnsbl", "plain-554-blocked", "5.7.1-relay", "5.7.606"],
 )
-async def test_policy_block_at_rcpt_is_not_a_failure(world: World, reply: Reply) -> None:
+async def test_policy_block_at_rcpt_is_not_a_failure(
+    world: World, reply: Reply, reason: Reason
+) -> None:
     await world.mx("example.test", {"127.0.0.2": MXScript(rcpt_reply_default=reply)})
     verdict = await world.verify(ALICE)
-    assert (verdict.result, verdict.reason, verdict.stage) == (Result.UNKNOWN,
-                                                               Reason.POLICY_REJECTION, Stage.RCPT)
+    assert (verdict.result, verdict.reason, verdict.stage) == (Result.UNKNOWN, reason,
+                                                               Stage.RCPT)
+    assert verdict.evidence is not None
 
 
 async def test_mailbox_full(world: World) -> None:
@@ -152,13 +157,21 @@ async def test_mailbox_full(world: World) -> None:
     assert (verdict.result, verdict.reason) == (Result.UNKNOWN, Reason.MAILBOX_FULL)
 
 
-async def test_5xx_banner_rejects_the_verifier(world: World) -> None:
-    script = MXScript(banner=Reply(554, "5.7.1 mx.example.test: your IP is on our blocklist"))
-    await world.mx("example.test", {"127.0.0.2": script})
+@pytest.mark.parametrize(
+    ("banner", "reason"),
+    [(Reply(554, "5.7.1 mx.example.test: your IP is on our blocklist"), Reason.CLIENT_BLOCKED),
+     (Reply(554, "5.3.2 mx.example.test: no SMTP service here"), Reason.VERIFIER_REJECTED),
+     (Reply(571, "No PTR Record found"), Reason.CLIENT_BLOCKED)],
+    ids=["blocklist", "no-service", "unfamiliar-code"],
+)
+async def test_5xx_banner_rejects_the_verifier(
+    world: World, banner: Reply, reason: Reason
+) -> None:
+    await world.mx("example.test", {"127.0.0.2": MXScript(banner=banner)})
     verdict = await world.verify(ALICE)
-    assert (verdict.result, verdict.reason, verdict.stage) == (Result.UNKNOWN,
-                                                               Reason.VERIFIER_REJECTED,
+    assert (verdict.result, verdict.reason, verdict.stage) == (Result.UNKNOWN, reason,
                                                                Stage.BANNER)
+    assert world.server("127.0.0.2").commands == ["QUIT"]
     assert not any(c.startswith(("MAIL", "RCPT")) for c in world.server("127.0.0.2").commands)
 
 
@@ -303,7 +316,8 @@ async def test_vrfy_supported_decides_without_rcpt(world: World) -> None:
 
 
 async def test_vrfy_unknown_user_fails(world: World) -> None:
-    script = MXScript(vrfy_reply_default=Reply(550, "5.1.1 <{addr}>: User unknown"))
+    script = MXScript(advertise_vrfy=True,
+                      vrfy_reply_default=Reply(550, "5.1.1 <{addr}>: User unknown"))
     await world.mx("example.test", {"127.0.0.2": script})
     verdict = await world.verify(ALICE, callout={"try_vrfy_first": True})
     assert (verdict.result, verdict.reason, verdict.stage) == (Result.FAIL,
@@ -313,7 +327,8 @@ async def test_vrfy_unknown_user_fails(world: World) -> None:
 @pytest.mark.parametrize("reply", [Reply(252, "2.0.0 Cannot VRFY user"),
                                    Reply(502, "5.5.1 VRFY command is disabled")])
 async def test_vrfy_unsupported_falls_through_to_rcpt(world: World, reply: Reply) -> None:
-    await world.mx("example.test", {"127.0.0.2": MXScript(vrfy_reply_default=reply, rcpt=KNOWN)})
+    script = MXScript(advertise_vrfy=True, vrfy_reply_default=reply, rcpt=KNOWN)
+    await world.mx("example.test", {"127.0.0.2": script})
     verdict = await world.verify(ALICE, callout={"try_vrfy_first": True})
     assert (verdict.result, verdict.reason, verdict.stage) == (Result.PASS, Reason.ACCEPTED,
                                                                Stage.RCPT)

@@ -16,7 +16,7 @@ from cbv.protocol.smtp import (
     parse_ehlo_extensions,
 )
 
-codes = st.integers(200, 559).filter(lambda c: (c // 10) % 10 <= 5)
+codes = st.integers(200, 599)
 texts = st.text(
     alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=60
 )
@@ -59,7 +59,7 @@ def test_arbitrary_bytes_never_crash(data: bytes, cuts: list[int]) -> None:
     for point in [*sorted({c % (len(data) + 1) for c in cuts}), len(data)]:
         try:
             for reply in parser.feed(data[start:point]):
-                assert 200 <= reply.code <= 559
+                assert 200 <= reply.code <= 599
         except ReplyError:
             return
         start = point

@@ -13,9 +13,14 @@ from dataclasses import dataclass, field
 
 from cbv.address import Address
 from cbv.callout.classify import (
+    Judgement,
     classify_catch_all_probe,
-    classify_pre_rcpt_transient,
-    classify_rcpt,
+    is_too_many_recipients,
+    judge_rcpt,
+    judge_refusal_of_host,
+    judge_sender_refusal,
+    judge_transient,
+    refuses_sender,
     vrfy_is_decisive,
 )
 from cbv.model import Reason, Stage
@@ -61,16 +66,25 @@ class Outcome:
     catch_all: bool | None = None
     sender: str | None = None
     detail: str | None = None
+    evidence: str | None = None  # the classification rule that decided, when a reply did
+
+
+def _judged(judgement: Judgement, stage: Stage, reply: Reply, catch_all: bool | None = None,
+            sender: str | None = None) -> Outcome:
+    return Outcome(judgement.reason, stage, reply, catch_all, sender, evidence=judgement.rule)
 
 
 @dataclass(frozen=True, slots=True)
 class SessionSettings:
     helo_name: str
     senders: tuple[str, ...]  # "" is the null sender; tried in order when refused
-    try_vrfy: bool = False
+    try_vrfy: bool = False  # VRFY first, when the EHLO reply advertises it
+    force_vrfy: bool = False  # VRFY first even when not advertised
     starttls: bool = True
     probe_local_part: str | None = None  # catch-all probe, once per session
     max_rcpts: int = 10
+    mx_host: str = ""  # the MX host name, for provider signatures
+    one_recipient_per_transaction: bool = False  # known: the probe needs its own transaction
 
 
 @dataclass
@@ -82,6 +96,7 @@ class Dialogue:
     host_failure: Outcome | None = None  # set when the next host should be tried
     catch_all: bool | None = None  # may start from what is already known of the domain
     vrfy_decisive: bool | None = None  # whether any VRFY got an answer that decides
+    one_recipient_per_transaction: bool | None = None  # learned from a 452 after the probe
     tls_active: bool = False
     current: Address | None = None
     _rcpts_sent: int = 0
@@ -124,10 +139,11 @@ class Dialogue:
 
     def _host_refused(self, stage: Stage, reply: Reply) -> None:
         """A refusal of the verifier itself: 4xx tries the next host, 5xx is final."""
+        judged = _judged(judge_refusal_of_host(reply), stage, reply)
         if reply.is_permanent:
-            self._decide_all(Outcome(Reason.VERIFIER_REJECTED, stage, reply))
+            self._decide_all(judged)
         else:
-            self.host_failure = Outcome(classify_pre_rcpt_transient(reply), stage, reply)
+            self.host_failure = judged
 
     def _greet(self) -> Generator[Action, list[Reply], dict[str, str] | None]:
         helo = self.settings.helo_name
@@ -153,6 +169,8 @@ class Dialogue:
 
     def _verify_addresses(self, extensions: dict[str, str]) -> Steps:
         pipelining = "PIPELINING" in extensions
+        settings = self.settings
+        vrfy = settings.force_vrfy or (settings.try_vrfy and "VRFY" in extensions)
         for address in list(self.addresses):
             if address in self.outcomes:
                 continue
@@ -160,13 +178,15 @@ class Dialogue:
                 self._decide(address, Outcome(Reason.SMTPUTF8_UNSUPPORTED, Stage.EHLO))
                 continue
             self.current = address
-            if self.settings.try_vrfy:
+            if vrfy:
                 (reply,) = yield _send("VRFY", str(address), Stage.VRFY)
                 decisive = vrfy_is_decisive(reply)
                 self.vrfy_decisive = bool(self.vrfy_decisive) or decisive
                 if decisive:
-                    reason = Reason.VRFY_ACCEPTED if reply.is_positive else classify_rcpt(reply)
-                    self._decide(address, Outcome(reason, Stage.VRFY, reply, self.catch_all))
+                    judgement = judge_rcpt(reply, settings.mx_host)
+                    if reply.is_positive:
+                        judgement = Judgement(Reason.VRFY_ACCEPTED, judgement.rule)
+                    self._decide(address, _judged(judgement, Stage.VRFY, reply, self.catch_all))
                     continue
             if not (yield from self._transaction(address, pipelining)):
                 return
@@ -174,47 +194,81 @@ class Dialogue:
     def _transaction(
         self, address: Address, pipelining: bool
     ) -> Generator[Action, list[Reply], bool]:
-        """MAIL, catch-all probe and RCPT for one address; False ends the session."""
-        smtputf8 = " SMTPUTF8" if address.needs_smtputf8 else ""
-        needed = 1 if self._probed or self.settings.probe_local_part is None else 2
-        while True:
-            if self._rcpts_sent and self._rcpts_sent + needed > self.settings.max_rcpts:
+        """The catch-all probe and RCPT for one address, in as many transactions as the
+        server needs; False ends the session."""
+        smtputf8 = address.needs_smtputf8
+        probe = self._probe_address(address)
+        alone = self.settings.one_recipient_per_transaction or self.one_recipient_per_transaction
+        if probe is not None and alone:
+            replies = yield from self._mail_transaction([probe], smtputf8, pipelining)
+            if replies is None:
                 return False
+            self._learn_catch_all(replies[0])
+            probe = None
+        rcpts = [str(address)] if probe is None else [probe, str(address)]
+        replies = yield from self._mail_transaction(rcpts, smtputf8, pipelining)
+        if replies is None:
+            return False
+        if probe is not None:
+            self._learn_catch_all(replies[0])
+        rcpt = replies[-1]
+        # RFC 5321 4.5.3.1.10: the address gets a transaction of its own.
+        retry = probe is not None and is_too_many_recipients(rcpt)
+        if retry:
+            self.one_recipient_per_transaction = True
+        # A refusal of our MAIL FROM reported at RCPT: the next sender, as at MAIL.
+        while retry or (refuses_sender(rcpt) and self._has_next_sender):
+            if not retry:
+                self.sender_index += 1
+            retry = False
+            replies = yield from self._mail_transaction([str(address)], smtputf8, pipelining)
+            if replies is None:
+                return False
+            rcpt = replies[0]
+        judgement = judge_rcpt(rcpt, self.settings.mx_host)
+        self._decide(address, _judged(judgement, Stage.RCPT, rcpt, self.catch_all, self.sender))
+        return True
+
+    @property
+    def _has_next_sender(self) -> bool:
+        return self.sender_index + 1 < len(self.settings.senders)
+
+    def _learn_catch_all(self, reply: Reply) -> None:
+        self._probed = True
+        self.catch_all = classify_catch_all_probe(reply, self.settings.mx_host)
+
+    def _mail_transaction(
+        self, rcpts: list[str], smtputf8: bool, pipelining: bool
+    ) -> Generator[Action, list[Reply], list[Reply] | None]:
+        """MAIL FROM (the next sender when refused) and RCPT TO for each of `rcpts`; their
+        replies, or None when the session must end."""
+        while True:
+            if self._rcpts_sent and self._rcpts_sent + len(rcpts) > self.settings.max_rcpts:
+                return None
             commands: list[Command] = []
             if self._transaction_open:
                 commands.append(_command("RSET", "", Stage.MAIL))
-            commands.append(_command("MAIL", f"FROM:<{self.sender}>{smtputf8}", Stage.MAIL))
-            probe = self._probe_address(address)
-            if probe is not None:
-                commands.append(_command("RCPT", f"TO:<{probe}>", Stage.RCPT))
-            commands.append(_command("RCPT", f"TO:<{address}>", Stage.RCPT))
+            extension = " SMTPUTF8" if smtputf8 else ""
+            commands.append(_command("MAIL", f"FROM:<{self.sender}>{extension}", Stage.MAIL))
+            commands += [_command("RCPT", f"TO:<{rcpt}>", Stage.RCPT) for rcpt in rcpts]
             replies = yield from self._exchange(commands, pipelining)
             if self._transaction_open:
                 rset = replies.pop(0)
                 self._transaction_open = False
                 if not rset.is_positive:
-                    self.host_failure = Outcome(Reason.TEMPFAIL, Stage.MAIL, rset)
-                    return False
+                    self.host_failure = _judged(judge_transient(rset), Stage.MAIL, rset)
+                    return None
             mail = replies.pop(0)
             if mail.is_positive:
                 self._transaction_open = True
-                break
+                return replies
             if mail.is_transient:
-                self.host_failure = Outcome(classify_pre_rcpt_transient(mail), Stage.MAIL, mail)
-                return False
-            if self.sender_index + 1 >= len(self.settings.senders):
-                self._decide_all(Outcome(Reason.SENDER_REJECTED, Stage.MAIL, mail))
-                return False
+                self.host_failure = _judged(judge_transient(mail), Stage.MAIL, mail)
+                return None
+            if not self._has_next_sender:
+                self._decide_all(_judged(judge_sender_refusal(mail), Stage.MAIL, mail))
+                return None
             self.sender_index += 1
-        if probe is not None:
-            self._probed = True
-            self.catch_all = classify_catch_all_probe(replies.pop(0))
-        rcpt = replies.pop(0)
-        self._decide(
-            address,
-            Outcome(classify_rcpt(rcpt), Stage.RCPT, rcpt, self.catch_all, self.sender),
-        )
-        return True
 
     def _probe_address(self, address: Address) -> str | None:
         local = self.settings.probe_local_part

@@ -6,8 +6,9 @@ import base64
 import secrets
 import ssl
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -38,10 +39,33 @@ def opportunistic_tls_context() -> ssl.SSLContext:
     return context
 
 
-def sender_sequence(config: CalloutConfig) -> tuple[str, ...]:
-    """MAIL FROM values in the order tried; "" is the null sender."""
+RECIPIENT_DOMAIN = "{recipient_domain}"
+
+# The domain of the message's recipient, set by a front end that knows it (Postfix policy,
+# milter) around a verification; `{recipient_domain}` in `fallback_mail_from` names it.
+message_recipient_domain: ContextVar[str | None] = ContextVar(
+    "message_recipient_domain", default=None
+)
+
+
+@contextmanager
+def for_recipient(recipient: str) -> Iterator[None]:
+    """Verify, inside this block, on behalf of a message to `recipient` (an address)."""
+    domain = recipient.rpartition("@")[2].strip().lower().rstrip(".") if "@" in recipient else ""
+    token = message_recipient_domain.set(domain or None)
+    try:
+        yield
+    finally:
+        message_recipient_domain.reset(token)
+
+
+def sender_sequence(config: CalloutConfig, recipient_domain: str | None = None) -> tuple[str, ...]:
+    """MAIL FROM values in the order tried; "" is the null sender. A template fallback
+    takes the recipient's domain, or `helo_name` when there is none."""
     fallback = config.fallback_mail_from
-    if fallback and "@" not in fallback:
+    if RECIPIENT_DOMAIN in fallback:
+        fallback = fallback.replace(RECIPIENT_DOMAIN, recipient_domain or config.helo_name)
+    elif fallback and "@" not in fallback:
         fallback = f"{fallback}@{config.helo_name}"
     senders: list[str] = []
     if config.mail_from or config.try_null_sender_first:
@@ -74,6 +98,7 @@ class DomainKnowledge:
     refuses_null_sender: bool | None = None  # True: start at the fallback sender
     vrfy_useful: bool | None = None  # False: skip VRFY even when try_vrfy_first is set
     unreachable: bool | None = None  # learned only: every host failed to connect
+    one_recipient_per_transaction: bool | None = None  # True: the probe goes alone
 
 
 NOTHING_KNOWN = DomainKnowledge()
@@ -111,6 +136,7 @@ class _Sessions:
     sender_index: int = 0
     catch_all: bool | None = None
     vrfy_decisive: bool | None = None
+    one_recipient_per_transaction: bool | None = None
     reached_a_host: bool = False
     tried_every_host: bool = False
 
@@ -185,6 +211,15 @@ class CalloutRunner:
         }
         return CalloutReport(verdicts, self._learned(sessions, known))
 
+    def _senders_for(self, recipient_domain: str | None) -> tuple[str, ...]:
+        """The senders of a callout made for a message to `recipient_domain`."""
+        if recipient_domain is None or RECIPIENT_DOMAIN not in self._config.fallback_mail_from:
+            return self._senders
+        try:
+            return sender_sequence(self._config, recipient_domain)
+        except ConfigError:  # a recipient domain that makes no address: as if unknown
+            return self._senders
+
     def _first_sender(self, known: DomainKnowledge) -> int:
         skip_null = known.refuses_null_sender and self._senders[0] == ""
         return 1 if skip_null and len(self._senders) > 1 else 0
@@ -198,6 +233,7 @@ class CalloutRunner:
             refuses_null_sender=True if null_refused else None,
             vrfy_useful=sessions.vrfy_decisive,
             unreachable=True if unreachable else None,
+            one_recipient_per_transaction=sessions.one_recipient_per_transaction,
         )
 
     async def _sessions(
@@ -209,6 +245,7 @@ class CalloutRunner:
         known: DomainKnowledge,
     ) -> _Sessions:
         sessions = _Sessions(sender_index=self._first_sender(known))
+        senders = self._senders_for(message_recipient_domain.get())
         decided = sessions.decided
         pending = list(addresses)
         last_failure = _Decided(
@@ -219,7 +256,8 @@ class CalloutRunner:
         while pending and index < len(targets) and time.monotonic() < deadline:
             target = targets[index]
             dialogue = Dialogue(
-                self._settings(use_tls, known), pending, sessions.sender_index,
+                self._settings(target, use_tls, known, sessions, senders), pending,
+                sessions.sender_index,
                 catch_all=known.catch_all,
             )
             async with self._host_slots.slot(target) as admitted:
@@ -261,17 +299,28 @@ class CalloutRunner:
             sessions.catch_all = dialogue.catch_all
         if dialogue.vrfy_decisive is not None:
             sessions.vrfy_decisive = bool(sessions.vrfy_decisive) or dialogue.vrfy_decisive
+        if dialogue.one_recipient_per_transaction:
+            sessions.one_recipient_per_transaction = True
 
-    def _settings(self, use_tls: bool, known: DomainKnowledge) -> SessionSettings:
+    def _settings(
+        self, target: Target, use_tls: bool, known: DomainKnowledge, sessions: _Sessions,
+        senders: tuple[str, ...],
+    ) -> SessionSettings:
         config = self._config
         probe = config.detect_catch_all and known.catch_all is None
+        vrfy = config.try_vrfy_first is not False and known.vrfy_useful is not False
         return SessionSettings(
             helo_name=config.helo_name,
-            senders=self._senders,
-            try_vrfy=config.try_vrfy_first and known.vrfy_useful is not False,
+            senders=senders,
+            try_vrfy=vrfy,
+            force_vrfy=vrfy and config.try_vrfy_first == "always",
             starttls=use_tls,
             probe_local_part=random_local_part() if probe else None,
             max_rcpts=config.max_rcpts_per_session,
+            mx_host=target.host,
+            one_recipient_per_transaction=bool(
+                known.one_recipient_per_transaction or sessions.one_recipient_per_transaction
+            ),
         )
 
     def _verdict(
@@ -297,4 +346,5 @@ class CalloutRunner:
             duration_ms=round((time.monotonic() - started) * 1000, 3),
             transcript=list(lines) if lines is not None else None,
             detail=outcome.detail,
+            evidence=outcome.evidence,
         )

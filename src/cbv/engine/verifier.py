@@ -82,6 +82,7 @@ def fact_lifetimes(config: CacheConfig) -> dict[str, float]:
         "catch_all": config.catch_all_ttl,
         "refuses_null_sender": config.null_sender_ttl,
         "vrfy_useful": config.vrfy_ttl,
+        "one_recipient_per_transaction": config.recipient_limit_ttl,
         "unreachable": config.unreachable_ttl,
     }
 

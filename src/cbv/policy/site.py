@@ -19,6 +19,7 @@ class Check:
 
     address: str
     rules: Rules
+    recipient: str = ""  # the message's recipient, when the request names one
 
 
 @dataclass(slots=True)
@@ -57,7 +58,7 @@ class SitePolicy:
         excluded = self._exclusions.reason(context, rules, null_sender_counts=not verify_recipient)
         if excluded is not None:
             return Skip(excluded, not_checked(address, excluded))
-        return Check(address, rules)
+        return Check(address, rules, context.recipient)
 
     def decide(self, check: Check, verdict: Verdict) -> Decision:
         return decide(verdict, check.rules)

@@ -70,7 +70,7 @@ def _parse_line(raw: bytes) -> tuple[int, bool, str]:
     if len(raw) < 3 or not raw[:3].isdigit():
         raise ReplyError(f"reply line without a three-digit code: {_decode(raw[:40])!r}")
     code = int(raw[:3])
-    if not (2 <= code // 100 <= 5 and (code // 10) % 10 <= 5):
+    if not 2 <= code // 100 <= 5:  # an unfamiliar 5yz is read by its first digit (4.3.2)
         raise ReplyError(f"reply code {code} out of range")
     separator = raw[3:4]
     if separator == b"-":

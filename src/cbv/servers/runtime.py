@@ -14,6 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from cbv.callout.runner import for_recipient
 from cbv.config import Config
 from cbv.engine.assembly import assemble
 from cbv.engine.verifier import Verifier
@@ -107,7 +108,8 @@ class Generation:
         outcome = verifying.outcome
         self._running[outcome] = asyncio.current_task()
         try:
-            verdict = await self.verifier.verify(verifying.check.address)
+            with for_recipient(verifying.check.recipient):
+                verdict = await self.verifier.verify(verifying.check.address)
         except Exception as exc:
             failure(LOG, "verification failed", exc)
             if not outcome.done():

@@ -31,6 +31,7 @@ GREYLISTED = Reply(
 )
 DATA_OK = Reply(250, "2.0.0 Ok: queued as 4F00DCAFE")
 UNKNOWN_COMMAND = Reply(500, "5.5.2 Error: command not recognized")
+TOO_MANY_RECIPIENTS = Reply(452, "4.5.3 Error: too many recipients")
 
 
 @dataclass
@@ -43,7 +44,9 @@ class MXScript:
     across connections; an address passes once every configured condition (seconds waited,
     attempt number) is met.
     `drop_at` closes the connection instead of answering that stage, `reset_at` aborts it
-    with a TCP RST; both come after the stage's delay.
+    with a TCP RST; both come after the stage's delay. `max_rcpts_per_transaction` answers
+    `too_many_rcpts_reply` to each RCPT past the limit. `sender_refused_at_rcpt` refuses
+    matching senders at RCPT instead of at MAIL, as Postfix does with smtpd_delay_reject.
     """
 
     banner: AnyReply | None = BANNER
@@ -62,6 +65,9 @@ class MXScript:
     rcpt_reply_default: AnyReply = RCPT_UNKNOWN
     catch_all: bool = False
     rcpt_accept_reply: AnyReply = RCPT_OK
+    max_rcpts_per_transaction: int | None = None
+    too_many_rcpts_reply: AnyReply = TOO_MANY_RECIPIENTS
+    sender_refused_at_rcpt: Sequence[Rule] = field(default_factory=list)
     greylist_seconds: float | None = None
     greylist_attempts: int | None = None
     greylist_reply: AnyReply = GREYLISTED
@@ -97,19 +103,20 @@ class MXScript:
         return Reply(250, ["{name}", *keywords])
 
     def vrfy_reply(self, addr: str) -> AnyReply:
-        return _first_match(self.vrfy, addr) or self.vrfy_reply_default
+        return first_match(self.vrfy, addr) or self.vrfy_reply_default
 
     def mail_reply(self, sender: str) -> AnyReply:
         """The null sender is the empty address, so the pattern "" matches only it."""
-        return _first_match(self.mail, sender) or self.mail_reply_default
+        return first_match(self.mail, sender) or self.mail_reply_default
 
     def rcpt_reply(self, addr: str) -> AnyReply:
-        ruled = _first_match(self.rcpt, addr)
+        ruled = first_match(self.rcpt, addr)
         if ruled is not None:
             return ruled
         return self.rcpt_accept_reply if self.catch_all else self.rcpt_reply_default
 
 
-def _first_match(rules: Sequence[Rule], addr: str) -> AnyReply | None:
+def first_match(rules: Sequence[Rule], addr: str) -> AnyReply | None:
+    """The reply of the first rule whose pattern matches `addr`, case-insensitively."""
     key = addr.lower()
     return next((reply for pattern, reply in rules if fnmatchcase(key, pattern.lower())), None)

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import get_args
 
 from cbv.testing.greylist import Greylist
-from cbv.testing.mx_script import MXScript, Stage
+from cbv.testing.mx_script import MXScript, Stage, first_match
 from cbv.testing.replies import AnyReply, Reply
 from cbv.testing.session_log import SessionLog
 from cbv.testing.tls import server_context
@@ -50,6 +50,8 @@ class MXSession:
         self._log = log
         self._greeted = False
         self._in_mail = False
+        self._sender = ""
+        self._rcpts_in_transaction = 0
         self._handlers: dict[Stage, Handler] = {
             "ehlo": self._ehlo,
             "helo": self._helo,
@@ -146,6 +148,8 @@ class MXSession:
         reply = self._script.mail_reply(sender)
         await self._send(reply, sender)
         self._in_mail = reply.positive
+        self._sender = sender
+        self._rcpts_in_transaction = 0
         return True
 
     async def _rcpt(self, arg: str) -> bool:
@@ -155,6 +159,15 @@ class MXSession:
             await self._send(NEED_MAIL)
             return True
         script = self._script
+        self._rcpts_in_transaction += 1
+        limit = script.max_rcpts_per_transaction
+        if limit is not None and self._rcpts_in_transaction > limit:
+            await self._send(script.too_many_rcpts_reply, addr)
+            return True
+        sender_refused = first_match(script.sender_refused_at_rcpt, self._sender)
+        if sender_refused is not None:
+            await self._send(sender_refused, self._sender)
+            return True
         greylisted = script.greylisting and self._greylist.blocks(
             addr, script.greylist_seconds, script.greylist_attempts
         )
@@ -174,6 +187,7 @@ class MXSession:
 
     async def _rset(self, arg: str) -> bool:
         self._in_mail = False
+        self._rcpts_in_transaction = 0
         await self._send(OK)
         return True
 

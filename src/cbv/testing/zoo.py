@@ -61,7 +61,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("unknown-plain", "550 without an enhanced code", Reason.MAILBOX_UNKNOWN,
              (MXScript(rcpt_reply_default=Reply(550, "No such user here")),)),
     Scenario("policy-block", "550 5.7.1 the verifier's IP is blocklisted at RCPT",
-             Reason.POLICY_REJECTION,
+             Reason.CLIENT_BLOCKED,
              (MXScript(rcpt_reply_default=Reply(
                  550, "5.7.1 Service unavailable; client host blocked using zen.spamhaus.org")),)),
     Scenario("greeting-5xx", "554 at the greeting", Reason.VERIFIER_REJECTED,
@@ -77,7 +77,7 @@ SCENARIOS: tuple[Scenario, ...] = (
              (_accepting(greylist_seconds=3600.0),)),
     Scenario("first-mx-dead", "the preferred MX refuses connections", Reason.ACCEPTED,
              (None, _accepting())),
-    Scenario("busy-421", "421 at the greeting on every MX", Reason.TEMPFAIL,
+    Scenario("busy-421", "421 at the greeting on every MX", Reason.CLIENT_THROTTLED,
              (MXScript(banner=Reply(421, "4.3.2 Too many connections, try later")),)),
     Scenario("mailbox-full", "552 5.2.2 over quota", Reason.MAILBOX_FULL,
              (MXScript(rcpt_reply_default=Reply(552, "5.2.2 <{addr}>: mailbox full")),)),
