@@ -10,6 +10,7 @@ import importlib
 import sys
 
 BENCHMARKS: dict[str, str] = {
+    "accuracy": "bench.accuracy",
     "cache": "bench.cache",
     "callout": "bench.callout",
     "compare": "bench.compare_verifiers",

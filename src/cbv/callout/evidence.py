@@ -30,7 +30,8 @@ SENDER_REFUSED = re.compile(
     r"mail from .{0,80}(?:rejected|refused|not allowed|denied)|"
     r"anti-?spoofing|\bspf\b|\bdmarc\b|sender is unauthenticated|"
     r"not authenticated to send|blocked senders|sender (?:is )?on .{0,20}(?:black|block)list|"
-    r"envelope blocked|sender not (?:allowed|permitted|authorized)",
+    r"envelope blocked|sender not (?:allowed|permitted|authorized)|"
+    r"bounces? .{0,40}(?:more than one|multiple) recipients?",
     _I,
 )
 
@@ -46,7 +47,7 @@ CLIENT_RATE = re.compile(
     r"excessive (?:unknown recipients|volume)|unexpected volume|user complaints|"
     r"too much mail|max(?:imum)? (?:message|connection)s? (?:per|count)|"
     r"try again later, closing connection|(?:relay|sending|daily|hourly) (?:limit|quota)|"
-    r"not in (?:the )?(?:white|allow)\s?list",
+    r"not in (?:the )?(?:white|allow)\s?list|dictionary attack|directory harvest",
     _I,
 )
 
@@ -86,7 +87,8 @@ MAILBOX_GONE = re.compile(
     r"bad destination|no longer (?:active|valid|available|in use)|"
     r"(?:user|recipient|mailbox|address) (?:is )?(?:disabled|inactive|suspended|invalid)|"
     r"undeliverable address|mailbox .{0,20}(?:does not|doesn't) exist|"
-    r"not listed in .{0,30}(?:directory|address list)|has been disabled",
+    r"not listed in .{0,30}(?:directory|address list)|has been disabled|"
+    r"non-?existent (?:domain|user|mailbox|address|recipient|account)",
     _I,
 )
 
