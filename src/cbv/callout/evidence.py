@@ -112,7 +112,7 @@ GREYLIST = re.compile(r"grey.?list|gray.?list|postgrey|greylisted|tarpit", _I)
 
 # A 4xx that only asks to come back: greylisting without the word.
 RETRY_LATER = re.compile(
-    r"try again later|please retry|retry later|temporarily (?:deferred|rejected)|try later|"
+    r"try again later|please retry|retry later|temporarily (?:deferred|rejected)|"
     r"come back later|resend (?:your message )?(?:at a )?later|"
     r"internal resource temporarily unavailable",
     _I,
