@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "fair": "bench.fair",
     "flood": "bench.flood",
     "frontends": "bench.frontends",
+    "jobs": "bench.jobs",
     "policy": "bench.policy",
     "soak": "bench.soak",
 }

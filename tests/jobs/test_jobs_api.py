@@ -153,3 +153,58 @@ async def test_without_jobs_enabled_the_routes_say_so(world: World) -> None:
         answer = await client.post("/v1/jobs", json=["a@ok.test"])
     assert answer.status_code == 503
     assert answer.json()["message"] == "bulk jobs are off on this cbv ([jobs] enabled = false)"
+
+
+class Receiver:
+    """A loopback HTTP endpoint that records each request and answers `status`."""
+
+    def __init__(self, status: str, headers: str = "") -> None:
+        self.status = status
+        self.headers = headers
+        self.bodies: list[bytes] = []
+        self.connections = 0
+        self.received = asyncio.Event()
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:"))
+        self.bodies.append(await reader.readexactly(length))
+        writer.write(f"HTTP/1.1 {self.status}\r\n{self.headers}Content-Length: 0\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        await writer.drain()
+        writer.close()
+        self.received.set()
+
+    async def stop(self) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+
+async def test_the_webhook_gets_the_final_status_once_and_no_redirect_is_followed(
+        api: httpx.AsyncClient, caplog: pytest.LogCaptureFixture) -> None:
+    elsewhere = Receiver("200 OK")
+    target = await elsewhere.start()
+    hook = Receiver("302 Found", f"Location: {target}/stolen\r\n")
+    url = await hook.start()
+    try:
+        job_id = (await api.post("/v1/jobs", json=["u1@ok.test"],
+                                 params={"webhook": f"{url}/done"})).json()["id"]
+        async with asyncio.timeout(WAIT):
+            await hook.received.wait()
+            while True:  # until the worker has read the answer
+                if any("answered 302" in r.getMessage() for r in caplog.records):
+                    break
+                await asyncio.sleep(0.02)
+        [body] = hook.bodies
+        told = json.loads(body)
+        assert (told["id"], told["state"], told["done"]) == (job_id, "done", 1)
+        assert elsewhere.connections == 0, "the redirect was not followed"
+    finally:
+        await hook.stop()
+        await elsewhere.stop()

@@ -49,23 +49,30 @@ class JobWorker:
         self._working: dict[asyncio.Task[None], Claimed] = {}
         self._known: dict[str, _Known] = {}
         self._queue_down = False
+        self._stopping = asyncio.Event()
 
     async def run(self) -> None:
-        """Until cancelled; items in hand when cancelled go to others when their lease ends."""
+        """Until `stop()` or cancelled; items in hand when cancelled go to other workers
+        when their lease ends."""
         housekeeping = asyncio.create_task(self._housekeeping())
+        stopped = asyncio.create_task(self._stopping.wait())
         try:
-            while True:
+            while not self._stopping.is_set():
                 await self._fill()
-                if self._working:
-                    await asyncio.wait(set(self._working), timeout=IDLE_POLL,
-                                       return_when=asyncio.FIRST_COMPLETED)
-                else:
-                    await asyncio.sleep(IDLE_POLL)
+                await asyncio.wait({stopped, *self._working}, timeout=IDLE_POLL,
+                                   return_when=asyncio.FIRST_COMPLETED)
         finally:
             housekeeping.cancel()
+            stopped.cancel()
             for task in self._working:
                 task.cancel()
-            await asyncio.gather(housekeeping, *self._working, return_exceptions=True)
+            await asyncio.gather(housekeeping, stopped, *self._working, return_exceptions=True)
+
+    async def stop(self, grace: float) -> None:
+        """Claim nothing more; let the items in hand be settled within `grace` seconds."""
+        self._stopping.set()
+        if self._working:
+            await asyncio.wait(set(self._working), timeout=grace)
 
     async def _fill(self) -> None:
         free = self._concurrency - len(self._working)

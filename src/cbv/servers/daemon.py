@@ -123,7 +123,7 @@ class Daemon:
             self._listeners = await self._open(self._config.server, {})
         except (ListenError, ConfigError):
             if self._jobs is not None:
-                await self._jobs.close()
+                await self._jobs.close(0.1)
             await self._runtime.close(0.1)
             raise
         for name, endpoint in self._config.server.endpoints().items():
@@ -179,7 +179,7 @@ class Daemon:
         if aborted:
             event(LOG, logging.WARNING, "connections cut short", count=aborted)
         if self._jobs is not None:
-            await self._jobs.close()
+            await self._jobs.close(max(deadline - loop.time(), 0.1))
         await self.runtime.close(max(deadline - loop.time(), 0.1))
         for endpoint, _ in self._listeners.values():
             remove_socket_file(endpoint)

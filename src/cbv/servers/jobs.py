@@ -49,7 +49,9 @@ class JobsRunning:
         interval = max(60.0 / limits.domain_rate(domain), MIN_BUDGET_WAIT)
         return interval * (1 + random.random())
 
-    async def close(self) -> None:
+    async def close(self, grace: float) -> None:
+        """Items in hand are settled within `grace` seconds, or left to other workers."""
+        await self._worker.stop(grace)
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
         await self._queue.aclose()
