@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
+import pytest
+import redis.asyncio
+
+from cbv.cache_location import parse_cache_location
 from cbv.jobs.model import Entry, Final, JobSpec, JobState, Later, WorkItem
 from cbv.jobs.queue import Claimed, JobQueue
+from cbv.jobs.redis_queue import RedisJobQueue, job_key, results_key
+from cbv.jobs.sqlite_queue import SQLiteJobQueue
 from cbv.model import Reason, Result, Verdict, utcnow
-from tests.jobs.conftest import QueueFactory
+from tests.jobs.conftest import KEEP, QueueFactory
 
 LEASE = 60.0
 
@@ -131,3 +138,31 @@ async def test_unknown_jobs_have_no_status_and_no_results(queues: QueueFactory) 
     assert await queue.status("nope", time.time()) is None
     assert await queue.spec("nope") is None
     assert await queue.results("nope", 0, 10) == []
+
+
+async def finish_one(queue: JobQueue, now: float) -> None:
+    await queue.submit(spec(1, now=now), items("job1", ["a@x.test"]))
+    [held] = await claim_all(queue, 1, now)
+    assert (await queue.settle(held, [final(0, "a@x.test")], [], now)).finished
+
+
+async def test_sqlite_forgets_a_finished_job_after_keep(tmp_path: Path) -> None:
+    queue = SQLiteJobQueue(tmp_path / "jobs.sqlite3", keep=KEEP, lease=LEASE)
+    now = time.time()
+    await finish_one(queue, now)
+    assert await queue.expire(now + KEEP - 1) == 0
+    assert await queue.expire(now + KEEP + 1) == 1
+    assert await queue.status("job1", now) is None
+    assert await queue.results("job1", 0, 10) == []
+    await queue.aclose()
+
+
+@pytest.mark.peers
+async def test_redis_lets_a_finished_job_expire_after_keep(redis_url: str) -> None:
+    queue = RedisJobQueue(parse_cache_location(redis_url), keep=KEEP, lease=LEASE)
+    await finish_one(queue, time.time())
+    client = redis.asyncio.Redis.from_url(redis_url)
+    for key in (job_key("job1"), results_key("job1")):
+        assert 0 < await client.ttl(key) <= KEEP
+    await client.aclose()
+    await queue.aclose()
