@@ -192,7 +192,8 @@ def report(results: dict[str, Any], scale: Scale, command: str) -> str:
         f"({per_address_queue:.1f} µs per address) for submit + claim + settle, against "
         f"{overhead['bare_us']:.0f} µs for a bare pipelined XADD + XREADGROUP + XACK of an "
         f"entry as big: **{overhead['queue_us'] / overhead['bare_us']:.2f} times** the bare round "
-        "trip. A callout to a real MX takes tens to hundreds of milliseconds: the queue is "
+        "trip (a settle also stores the item's ten result lines). A callout to a real MX "
+        "takes tens to hundreds of milliseconds: the queue is "
         "not what bounds a job.",
     ]
     return "\n".join(lines)
