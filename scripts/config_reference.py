@@ -20,6 +20,11 @@ cbv reads TOML from `--config FILE`, else `$CBV_CONFIG`, else `/etc/cbv/cbv.toml
 exists, else uses the built-in defaults below. Unknown keys are errors that name the key;
 every error is one line. `contrib/cbv.toml` is a commented example.
 
+Domains written as keys (`callout.map` keys and values, `callout.routes`,
+`limits.domain_overrides`, `policy.domains`) are read as addresses' domains are: any case,
+a final dot or none, internationalised names in Unicode or A-labels (`"Bücher.example"` is
+`xn--bcher-kva.example`). Two keys naming the same domain are an error.
+
 This page is generated from the code by `scripts/config_reference.py`; a test fails when it
 is out of date.
 """

@@ -9,7 +9,7 @@ import socket
 import tomllib
 from pathlib import Path
 from string import Formatter
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -37,6 +37,30 @@ class _Section(BaseModel):
 
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
+V = TypeVar("V")
+
+
+def domain_key(entry: str, *, wildcard: bool = False) -> str:
+    """A domain as the config names it, in the form addresses take once parsed (A-labels,
+    lower case, no final dot), so every lookup by an address's domain finds it; with
+    `wildcard`, "*.domain" too. Raises ValueError in one line."""
+    text = entry.strip()
+    try:
+        if wildcard and text.startswith("*."):
+            return "*." + parse_domain(text[2:])
+        return parse_domain(text)
+    except AddressError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _domain_keys(table: dict[str, V], wildcard: bool = False) -> dict[str, V]:
+    keys: dict[str, str] = {}
+    for entry in table:
+        key = domain_key(entry, wildcard=wildcard)
+        if key in keys:
+            raise ValueError(f"{keys[key]!r} and {entry!r} are the same domain")
+        keys[key] = entry
+    return {key: table[entry] for key, entry in keys.items()}
 
 
 class DnsConfig(_Section):
@@ -174,8 +198,8 @@ class CalloutConfig(_Section):
 
     @field_validator("map")
     @classmethod
-    def _lower_map(cls, value: dict[str, str]) -> dict[str, str]:
-        return {k.lower().rstrip("."): v.lower().rstrip(".") for k, v in value.items()}
+    def _check_map(cls, value: dict[str, str]) -> dict[str, str]:
+        return {key: domain_key(target) for key, target in _domain_keys(value).items()}
 
     @field_validator("routes")
     @classmethod
@@ -185,7 +209,7 @@ class CalloutConfig(_Section):
                 raise ValueError("a route needs at least one host")
             for host in hosts:
                 split_host_port(host, 25)
-        return {k.lower().rstrip("."): v for k, v in value.items()}
+        return _domain_keys(value)
 
     def route_targets(self, domain: str) -> list[tuple[str, int]] | None:
         hosts = self.routes.get(domain)
@@ -351,7 +375,7 @@ class LimitsConfig(_Section):
         for domain, rate in value.items():
             if not rate > 0:
                 raise ValueError(f"rate for {domain!r} must be above 0")
-        return {k.lower().rstrip("."): v for k, v in value.items()}
+        return _domain_keys(value)
 
     def domain_rate(self, domain: str) -> float:
         return self.domain_overrides.get(domain, self.domain_per_minute)
@@ -497,11 +521,6 @@ def _normalise_pattern(entry: str) -> str:
     return f"{local}{sep}{domain}"
 
 
-def _normalise_domain_key(entry: str) -> str:
-    text = entry.strip().lower()
-    if text.startswith("*."):
-        return "*." + parse_domain(text[2:])
-    return parse_domain(text)
 
 
 Action = Literal["reject", "quarantine", "accept"]
@@ -597,10 +616,7 @@ class PolicyConfig(_PolicyRules):
     @field_validator("domains")
     @classmethod
     def _check_domains(cls, value: dict[str, DomainPolicy]) -> dict[str, DomainPolicy]:
-        try:
-            return {_normalise_domain_key(key): rules for key, rules in value.items()}
-        except AddressError as exc:
-            raise ValueError(str(exc)) from None
+        return _domain_keys(value, wildcard=True)
 
 
 class HttpConfig(_Section):
