@@ -26,20 +26,16 @@ from cbv.engine.assembly import Engine, Injected, assemble
 from cbv.engine.limits import GLOBAL_POOL
 from cbv.engine.singleflight import LocalFlights
 from cbv.model import Reason, Result, Stage, Verdict, utcnow
+from cbv.text import visible
 
 log = logging.getLogger("cbv.engine")
 
 PARSED_MEMO = 65_536
 
 
-def printable(text: str) -> str:
-    """Input echoed back in a verdict, with control characters made visible."""
-    return "".join(c if c.isprintable() else "?" for c in text)
-
-
 def syntax_verdict(raw: str, error: AddressError) -> Verdict:
     return Verdict(
-        address=printable(raw),
+        address=visible(raw),
         result=Result.FAIL,
         reason=Reason.BAD_SYNTAX,
         stage=Stage.SYNTAX,

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
+from cbv.text import ascii_line, visible
+
 MAX_LINE = 8192
 MAX_REQUEST = 65_536
 MAX_ATTRIBUTES = 256
@@ -216,14 +218,13 @@ def _discarded_tail(buffer: bytearray) -> bytes:
 
 
 def _preview(line: str) -> str:
-    shown = "".join(c if c.isprintable() else "?" for c in line[:40])
+    shown = visible(line[:40])
     return repr(shown + ("..." if len(line) > 40 else ""))
 
 
 def one_line(text: str, limit: int = MAX_ACTION_TEXT) -> str:
     """Printable ASCII only: nothing can end the attribute early or upset an SMTP reply."""
-    if not (text.isascii() and text.isprintable()):
-        text = "".join(c if " " <= c <= "~" else ("?" if c.isprintable() else " ") for c in text)
+    text = ascii_line(text)
     if "  " in text or text[:1] == " " or text[-1:] == " ":
         text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."

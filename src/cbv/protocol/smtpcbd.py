@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from cbv.text import ascii_line
+
 MAX_LINE = 1024
 MAX_MESSAGE = 200
 NO_SERVER = "-"
@@ -111,8 +113,7 @@ def parse_line(line: bytes, max_line: int = MAX_LINE) -> CallbackEvent:
 
 def clean_field(text: str, limit: int = MAX_MESSAGE) -> str:
     """Printable ASCII, ':' turned into ';', so the plugin's split(/:/) sees six fields."""
-    clean = "".join(c if " " <= c <= "~" else ("?" if c.isprintable() else " ") for c in text)
-    clean = " ".join(clean.replace(":", ";").split())
+    clean = " ".join(ascii_line(text).replace(":", ";").split())
     return clean if len(clean) <= limit else clean[: limit - 3] + "..."
 
 

@@ -51,6 +51,7 @@ from cbv.protocol.milter import (
 from cbv.servers.connection import ConnectionTracker, RequestConnection
 from cbv.servers.logs import FIELDS, event
 from cbv.servers.runtime import Answered, Generation, Runtime, Verifying
+from cbv.text import ascii_line
 
 LOG = logging.getLogger("cbv.milter")
 DECISIONS = logging.getLogger("cbv.decision")
@@ -97,13 +98,6 @@ def unbracket(address: str) -> str:
     return text
 
 
-def printable(text: str) -> str:
-    """What an SMTP reply or a quarantine reason can carry: printable ASCII on one line."""
-    if text.isascii() and text.isprintable():
-        return text
-    return "".join(c if " " <= c <= "~" else "?" for c in text)
-
-
 def reply_of(decision: Decision) -> Response:
     """The answer at MAIL or RCPT. Quarantine and the accept-side marks wait for the end
     of the message; a dry run changes nothing."""
@@ -111,7 +105,7 @@ def reply_of(decision: Decision) -> Response:
         return Continue()
     if decision.code is None:
         return Reject() if decision.action is Action.REJECT else Tempfail()
-    return ReplyCode(decision.code, decision.enhanced, printable(decision.text))
+    return ReplyCode(decision.code, decision.enhanced, ascii_line(decision.text))
 
 
 def described(response: Response, decision: Decision) -> str:
@@ -146,7 +140,7 @@ def message_changes(marks: list[Decision], subject: str | None, headers_seen: bo
     quarantine = ""
     for decision in marks:
         if decision.action is Action.QUARANTINE:
-            quarantine = quarantine or printable(decision.text) or "cbv"
+            quarantine = quarantine or ascii_line(decision.text) or "cbv"
             continue
         headers.update(dict.fromkeys(decision.headers))
         score = max(score, decision.score)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 
+from cbv.cache.records import Lifetimes
 from cbv.config import CacheConfig, Config
 from cbv.model import Result, Verdict
 from cbv.policy import Decision, RequestContext, RequestKind
@@ -32,15 +33,6 @@ CODES = {
     Result.TRANSIENT: Code.TEMPFAIL,
     Result.UNKNOWN: Code.OK,
 }
-
-
-def lifetime(cache: CacheConfig, result: Result) -> int:
-    return {
-        Result.PASS: cache.pass_ttl,
-        Result.FAIL: cache.fail_ttl,
-        Result.TRANSIENT: cache.transient_ttl,
-        Result.UNKNOWN: cache.unknown_ttl,
-    }[result]
 
 
 def verdict_message(verdict: Verdict) -> str:
@@ -73,7 +65,7 @@ def callback_answer(decision: Decision, verdict: Verdict | None, cache: CacheCon
         code, message = Code.OK, f"dry run, would be {code.value}: {message}"
     checked = verdict.checked_at.timestamp()
     expires = (verdict.expires_at.timestamp() if verdict.expires_at is not None
-               else checked + lifetime(cache, verdict.result))
+               else checked + Lifetimes.from_config(cache).ttl(verdict.result))
     return format_response(code, message, verdict.address, verdict.mx or NO_SERVER,
                            int(checked), int(expires))
 
