@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+from cbv.engine.observer import NoObserver
 from cbv.engine.verifier import Verifier
 from cbv.model import Result
 from cbv.testing import MXScript, Reply
+from tests.waiting import at_rcpt, until
 from tests.world import World
 
 ALICE = "alice@example.test"
@@ -37,15 +39,25 @@ async def test_overlapping_batches_and_single_requests_share_callouts(world: Wor
     assert all(seen[address] == 1 for address in addresses)
 
 
+class CacheLookups(NoObserver):
+    def __init__(self) -> None:
+        self.count = 0
+
+    def cache_lookup(self, hit: bool) -> None:
+        self.count += 1
+
+
 async def test_a_caller_that_goes_away_does_not_cancel_the_shared_callout(world: World) -> None:
     script = MXScript(rcpt=[("alice@*", OK)], delays={"rcpt": 0.3})
-    farm = await world.mx("example.test", {"127.0.0.2": script})
-    async with Verifier(world.config()) as verifier:
+    mx = (await world.mx("example.test", {"127.0.0.2": script})).servers["127.0.0.2"]
+    lookups = CacheLookups()
+    async with Verifier(world.config(), observer=lookups) as verifier:
         impatient = asyncio.create_task(verifier.verify(ALICE))
-        await asyncio.sleep(0.05)
+        await until(lambda: at_rcpt(mx), "the first caller's callout is at RCPT")
         patient = asyncio.create_task(verifier.verify(ALICE))
-        await asyncio.sleep(0.05)
+        # A miss in the cache is followed, with no pause, by joining the flight.
+        await until(lambda: lookups.count == 2, "the second caller looked in the cache")
         impatient.cancel()
         verdict = await patient
     assert verdict.result is Result.PASS
-    assert farm.servers["127.0.0.2"].rcpts.count(ALICE) == 1
+    assert mx.rcpts.count(ALICE) == 1

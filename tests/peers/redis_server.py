@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.missing import missing
+
 START_TIMEOUT = 10.0
 CLUSTER_TIMEOUT = 20.0
 PORT_RANGE = (20_000, 45_000)  # the Cluster bus listens on port + 10000
@@ -29,10 +31,7 @@ def require_redis_server() -> str:
     path = shutil.which("redis-server")
     if path is not None:
         return path
-    message = "redis-server is not installed (scripts/install-test-deps installs it)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    missing("redis-server is not installed (scripts/install-test-deps installs it)")
 
 
 def _port_is_free(port: int) -> bool:

@@ -14,8 +14,9 @@ from cbv.config import load_config
 from cbv.servers.daemon import Daemon
 from cbv.servers.listen import ListenError
 from cbv.servers.logs import fields_of
-from cbv.testing import MXFarm
+from cbv.testing import MXFarm, MXScript
 from tests.servers.clients import (
+    DOMAINS,
     PolicyClient,
     policy_request,
     running,
@@ -23,7 +24,11 @@ from tests.servers.clients import (
     server_config,
     smtpcbd,
 )
+from tests.waiting import at_rcpt, until
 from tests.world import World
+
+SLOW = "someone@slow.test"  # its MX holds the RCPT reply back
+SLOW_MX = DOMAINS["slow.test"][0]
 
 
 @pytest_asyncio.fixture
@@ -130,8 +135,8 @@ async def test_shutdown_answers_what_is_in_flight_and_closes_idle_connections(
     busy = await PolicyClient.connect(address)
     idle = await PolicyClient.connect(address)
     assert await idle.ask("alice@pass.test") == "DUNNO"
-    await busy.send(policy_request("someone@slow.test"))
-    await asyncio.sleep(0.1)
+    await busy.send(policy_request(SLOW))
+    await until(lambda: at_rcpt(farm.servers[SLOW_MX]), "the callout is at RCPT")
     stopping = asyncio.create_task(daemon.shutdown())
     assert await idle.closed_by_server()
     assert (await busy.answer()).startswith("550 5.1.7 undeliverable address")
@@ -144,11 +149,12 @@ async def test_shutdown_answers_what_is_in_flight_and_closes_idle_connections(
 
 async def test_shutdown_is_bounded(world: World, farm: MXFarm) -> None:
     config = server_config(world, farm, server={"shutdown_timeout": 0.3})
+    farm.servers[SLOW_MX].script = MXScript(delays={"rcpt": 60})  # outlasts the grace
     daemon = Daemon(config, announce=lambda line: None)
     await daemon.start()
     client = await PolicyClient.connect(daemon.addresses()["policy"])
-    await client.send(policy_request("someone@slow.test"))
-    await asyncio.sleep(0.1)
+    await client.send(policy_request(SLOW))
+    await until(lambda: at_rcpt(farm.servers[SLOW_MX]), "the callout is at RCPT")
     loop = asyncio.get_running_loop()
     started = loop.time()
     await daemon.shutdown()

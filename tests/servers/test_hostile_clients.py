@@ -19,7 +19,9 @@ import pytest_asyncio
 
 from cbv.servers.daemon import Daemon
 from cbv.testing import MXFarm
+from tests.missing import missing
 from tests.servers.clients import (
+    DOMAINS,
     PolicyClient,
     policy_request,
     running,
@@ -160,7 +162,11 @@ async def test_slowloris_is_closed_after_the_idle_timeout(daemon: Daemon, listen
             await asyncio.sleep(0.2)
     except ConnectionError:
         pass
-    assert await closed == b""
+    try:
+        said = await closed
+    except ConnectionResetError:  # closed with our trickled bytes unread: a reset, not a FIN
+        said = b""
+    assert said == b""
     assert time.monotonic() - started < IDLE * 3
     writer.close()
 
@@ -170,7 +176,7 @@ async def test_a_thousand_connections_at_once(daemon: Daemon) -> None:
     if soft < 4096:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
     if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 2500:
-        pytest.skip("cannot raise the open-file limit far enough")
+        missing("cannot raise the open-file limit far enough")
 
     async def one() -> str:
         client = await PolicyClient.connect(daemon.addresses()["policy"])
@@ -190,7 +196,9 @@ async def test_a_thousand_connections_at_once(daemon: Daemon) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-async def test_disconnects_in_the_middle_of_a_request(daemon: Daemon) -> None:
+async def test_disconnects_in_the_middle_of_a_request(daemon: Daemon, world: World) -> None:
+    halves: set[str] = set()  # slow senders of which only half a request was sent
+
     async def hang_up_after(listener: str, data: bytes) -> None:
         _, writer = await connect(daemon.addresses()[listener])
         writer.write(data)
@@ -199,12 +207,23 @@ async def test_disconnects_in_the_middle_of_a_request(daemon: Daemon) -> None:
 
     async def attack() -> None:
         for n in range(50):
-            request = policy_request(f"user{n}@slow.test" if n % 2 else "alice@pass.test")
-            await hang_up_after("policy", request[: len(request) // 2] if n % 3 else request)
+            sender = f"user{n}@slow.test" if n % 2 else "alice@pass.test"
+            request = policy_request(sender)
+            if n % 3:
+                request = request[: len(request) // 2]
+                halves.add(sender)
+            await hang_up_after("policy", request)
             await hang_up_after("smtpcbd", b"<half@slow.te")
-        await asyncio.sleep(0.6)  # the abandoned slow callouts land
+        async with asyncio.timeout(10):
+            await daemon.runtime.generation.settle()
 
     await while_answering(daemon, attack)
+    slow = world.server(DOMAINS["slow.test"][0])
+    async with asyncio.timeout(10):
+        await slow.wait_idle()
+    assert not halves & set(slow.rcpts), "half a request was verified"
+    assert not [session for session in slow.log if session.closed_by_client], (
+        "an abandoned callout was cut short instead of ending with QUIT")
 
 
 async def test_pipelined_flood_on_one_connection(daemon: Daemon) -> None:

@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from cbv.policy import RequestContext
 from cbv.servers.daemon import Daemon
 from cbv.servers.logs import fields_of
+from cbv.servers.runtime import Answered, Generation, Verifying
 from cbv.testing import MXFarm
 from tests.servers.clients import (
     PolicyClient,
@@ -20,6 +22,7 @@ from tests.servers.clients import (
     sender_domains,
     server_config,
 )
+from tests.waiting import at_rcpt, until
 from tests.world import World
 
 USER_UNKNOWN = "550 5.1.1 <nobody@fail.test>: Recipient address rejected: User unknown in " \
@@ -252,13 +255,14 @@ async def test_a_client_that_vanishes_mid_callout_harms_nothing(
 ) -> None:
     client, daemon = await client_of()
     await client.send(policy_request("someone@slow.test"))
-    await asyncio.sleep(0.2)
+    slow = world.server("127.0.0.6")
+    await until(lambda: at_rcpt(slow), "the callout is at RCPT")
     client.writer.transport.abort()
     async with asyncio.timeout(10):
         await daemon.runtime.generation.settle()
     again = await PolicyClient.connect(daemon.addresses()["policy"])
     assert (await again.ask("someone@slow.test")).startswith("550 5.1.7")
-    assert world.server("127.0.0.6").connections == 1
+    assert slow.connections == 1
     await again.close()
 
 
@@ -283,13 +287,23 @@ async def test_a_unix_socket_listener(world: World, farm: MXFarm, tmp_path: Any)
 async def test_a_failed_callout_fails_its_whole_message_and_is_logged_once(
     client_of: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def broken(address: str, **kwargs: object) -> None:
-        await asyncio.sleep(0.1)
-        raise RuntimeError("disk on fire")
-
     first, daemon = await client_of(server={"fail_open": False})
     second = await PolicyClient.connect(daemon.addresses()["policy"])
-    monkeypatch.setattr(daemon.runtime.generation.verifier, "verify", broken)
+    generation: Generation = daemon.runtime.generation
+    begun: list[RequestContext] = []
+    begin = generation.begin
+
+    def counted(context: RequestContext, message_id: str = "") -> Answered | Verifying:
+        begun.append(context)
+        return begin(context, message_id)
+
+    async def broken(address: str, **kwargs: object) -> None:
+        # Both requests are begun (the second, at once, joins this callout), then it fails.
+        await until(lambda: len(begun) == 2, "both requests reached the daemon")
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(generation, "begin", counted)
+    monkeypatch.setattr(generation.verifier, "verify", broken)
     answers = await asyncio.gather(
         first.ask("nobody@fail.test", "a@example.test", instance="doomed"),
         second.ask("nobody@fail.test", "b@example.test", instance="doomed"),

@@ -11,13 +11,14 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 import pytest_asyncio
 
 from cbv.config import DEFAULT_CONFIG_PATH
 from cbv.servers.event_loop import loop_name
 from cbv.testing import MXFarm
-from tests.servers.clients import PolicyClient, policy_request, sender_domains, smtpcbd
+from tests.missing import missing
+from tests.servers.clients import DOMAINS, PolicyClient, policy_request, sender_domains, smtpcbd
+from tests.waiting import at_rcpt, until
 from tests.world import World
 
 CBV = Path(sys.executable).with_name("cbv")  # the console script `make serve` runs
@@ -106,10 +107,10 @@ async def served() -> AsyncIterator[list[Served]]:
 
 async def test_make_serve_with_no_config_at_all(tmp_path: Path, served: list[Served]) -> None:
     if DEFAULT_CONFIG_PATH.exists():
-        pytest.skip(f"{DEFAULT_CONFIG_PATH} exists, so this machine has a config")
+        missing(f"{DEFAULT_CONFIG_PATH} exists, so this machine has a config")
     taken = [port for port in DEFAULT_PORTS if not port_is_free(port)]
     if taken:
-        pytest.skip(f"default port(s) {taken} in use on this machine")
+        missing(f"default port(s) {taken} in use on this machine")
     daemon = await Served.start(env=clean_env(tmp_path), cwd=tmp_path)
     served.append(daemon)
     assert await daemon.announced() == [
@@ -183,7 +184,8 @@ async def test_serve_reload_and_stop_by_signals(
     assert (await client.ask("nobody@fail.test")).startswith("PREPEND X-CBV-Result: fail")
 
     await client.send(policy_request("someone@slow.test"))
-    await asyncio.sleep(0.2)
+    slow = farm.servers[DOMAINS["slow.test"][0]]
+    await until(lambda: at_rcpt(slow), "the callout is at RCPT")
     daemon.signal(signal.SIGTERM)
     assert (await client.answer()).startswith("PREPEND X-CBV-Result: fail reason=mailbox_unknown")
     assert await client.closed_by_server()

@@ -8,14 +8,12 @@ Without Chromium the test skips with one line; under CI=true it fails instead.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
 from pathlib import Path
 
-import pytest
-
 from cbv.testing import MXFarm
+from tests.missing import missing
 from tests.servers.clients import PolicyClient, running, sender_domains, server_config
 from tests.servers.milter_client import MilterClient
 from tests.world import World
@@ -30,10 +28,7 @@ WAIT = 60.0
 def chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
-        message = "chromium not installed (scripts/install-test-deps installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        missing("chromium not installed (scripts/install-test-deps installs it)")
     return found
 
 
