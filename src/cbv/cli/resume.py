@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cbv.address import AddressError, parse_address
-from cbv.engine.verifier import printable
+from cbv.text import visible
 
 
 def address_key(raw: str) -> str:
@@ -19,7 +19,7 @@ def address_key(raw: str) -> str:
     try:
         return str(parse_address(raw))
     except AddressError:
-        return printable(raw)
+        return visible(raw)
 
 
 def _complete_text(path: Path) -> str:
