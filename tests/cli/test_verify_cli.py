@@ -120,3 +120,18 @@ async def test_demo_shows_every_scenario_as_expected() -> None:
     assert "unexpected" not in out
     for name in ("accepted", "policy-block", "greylisting", "null-mx", "forbidden", "tarpit"):
         assert name in out
+
+
+async def test_demo_without_the_test_kit_says_what_to_install() -> None:
+    """`pip install cbv` leaves out dnslib, which the demo's fakes need (`cbv[testing]`)."""
+    without_dnslib = ("import sys; sys.modules['dnslib'] = None; "
+                      "from cbv.cli.main import cli; cli(['demo'])")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", without_dnslib, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env={**os.environ, "CBV_CONFIG": ""},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 2
+    assert out == b""
+    assert err.decode() == ("cbv: error: cbv demo runs the test kit, which needs dnslib: "
+                            "pip install 'cbv[testing]'\n")

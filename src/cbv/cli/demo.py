@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -14,8 +16,11 @@ from cbv.config import Config, config_from_dict
 from cbv.engine.assembly import assemble
 from cbv.engine.verifier import Verifier
 from cbv.model import Verdict
-from cbv.testing.fake_dns import FakeDNS
-from cbv.testing.zoo import SCENARIOS, Scenario, start_zoo
+
+if TYPE_CHECKING:
+    from cbv.testing.zoo import Scenario
+
+TEST_KIT_MISSING = "cbv demo runs the test kit, which needs {name}: pip install 'cbv[testing]'"
 
 
 def demo_config(nameserver: str, port: int) -> Config:
@@ -30,6 +35,9 @@ def demo_config(nameserver: str, port: int) -> Config:
 
 
 async def run_demo() -> list[tuple[Scenario, Verdict]]:
+    from cbv.testing.fake_dns import FakeDNS  # the test kit, an extra: imported when used
+    from cbv.testing.zoo import SCENARIOS, start_zoo
+
     with FakeDNS() as dns:
         async with await start_zoo(dns) as zoo, Verifier(
             assemble(demo_config(dns.nameserver, zoo.port))
@@ -71,6 +79,11 @@ def render_table(rows: list[tuple[Scenario, Verdict]]) -> Table:
 @click.command()
 def demo() -> None:
     """Verify one address per MX behaviour against fakes on loopback; no network needed."""
+    try:
+        import cbv.testing  # noqa: F401 - only to learn whether its packages are installed
+    except ImportError as exc:
+        click.echo(f"cbv: error: {TEST_KIT_MISSING.format(name=exc.name)}", err=True)
+        sys.exit(2)
     rows = asyncio.run(run_demo())
     console = Console(highlight=False)
     console.width = max(console.width, 160)
