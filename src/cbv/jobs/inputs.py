@@ -16,11 +16,11 @@ class InputError(ValueError):
 
 
 def _checked(value: object, where: str) -> str:
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or not value:
         raise InputError(f"{where}: expected an address as a non-empty string")
     if len(value) > MAX_ADDRESS:
         raise InputError(f"{where}: longer than {MAX_ADDRESS} characters")
-    return value.strip()
+    return value.strip() or value  # all blanks: verified, and failed, as written
 
 
 def _json_list(text: str) -> list[str]:

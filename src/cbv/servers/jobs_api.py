@@ -25,8 +25,7 @@ SUBMISSION = {
                    "text/csv (with an `email` column)",
     "content": {"application/json": {"schema": {
         "type": "array", "minItems": 1,
-        "items": {"type": "string", "minLength": 1, "maxLength": MAX_ADDRESS,
-                  "pattern": "\\S"}}}},
+        "items": {"type": "string", "minLength": 1, "maxLength": MAX_ADDRESS}}}},
 }
 Delay = Annotated[float, Field(gt=0, le=86_400)]
 
