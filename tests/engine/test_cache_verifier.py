@@ -15,6 +15,7 @@ from cbv.engine.verifier import Verifier
 from cbv.model import Reason, Result, Stage
 from cbv.testing import MXScript, Reply, ScriptedMX
 from tests.cache.helpers import FakeClock
+from tests.waiting import until
 from tests.world import World
 
 ALICE = "alice@example.test"
@@ -48,10 +49,7 @@ async def setup(world: World) -> AsyncIterator[Setup]:
 
 async def wait_for_connections(mx: ScriptedMX, count: int) -> None:
     """The background refresh has dialled the MX `count` times and hung up."""
-    for _ in range(500):
-        if mx.connections >= count:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: mx.connections >= count, f"{count} connections to the MX")
     assert mx.connections == count
     async with asyncio.timeout(5):
         await mx.wait_idle()
