@@ -409,6 +409,17 @@ async def test_map_asks_another_domains_mx(world: World) -> None:
     assert world.dns.query_count("alias.test") == 0
 
 
+async def test_map_and_routes_keys_written_in_unicode_match(world: World) -> None:
+    """Keys are normalised as addresses' domains are: "Bücher.test" is xn--bcher-kva.test."""
+    await world.mx("real.test", {"127.0.0.2": MXScript(catch_all=True)})
+    mapped = await world.verify("bob@bücher.test", callout={"map": {"Bücher.Test.": "Real.test"}})
+    assert (mapped.result, mapped.mx) == (Result.PASS, "mx1.real.test")
+    assert world.dns.query_count("xn--bcher-kva.test") == 0
+    route = {"BÜCHER.test": [f"127.0.0.2:{world.farms[-1].port}"]}
+    routed = await world.verify("carol@bücher.test", callout={"routes": route})
+    assert (routed.result, routed.ip) == (Result.PASS, "127.0.0.2")
+
+
 async def test_routes_call_forward_without_dns(world: World) -> None:
     farm = await world.mx("store.test", {"127.0.0.2": MXScript(rcpt=[("carol@gw.test",
                                                                       Reply(250, "2.1.5 Ok"))])})
