@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
@@ -64,6 +65,8 @@ class SMTPFarmProtocol(asyncio.Protocol):
         self.farm = farm
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
+        self.host = ""
+        self.domain: bytes | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -72,10 +75,13 @@ class SMTPFarmProtocol(asyncio.Protocol):
         stats.connections += 1
         stats.open += 1
         stats.peak_open = max(stats.peak_open, stats.open)
+        self.host = transport.get_extra_info("sockname")[0]
+        self.farm.sessions.opened(self.host)
         self.send(BANNER)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.farm.stats.open -= 1
+        self.farm.sessions.closed(self.host)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -96,6 +102,9 @@ class SMTPFarmProtocol(asyncio.Protocol):
         if verb == b"RCPT":
             path = line.partition(b"<")[2].partition(b">")[0]
             self.farm.stats.rcpts += 1
+            if self.domain is None:
+                self.domain = path.rpartition(b"@")[2].lower()
+                self.farm.sessions.asked(self.domain.decode(errors="replace"))
             if mailbox_exists(path.partition(b"@")[0]):
                 self.farm.stats.rcpts_accepted += 1
                 return RCPT_OK, False
@@ -120,11 +129,35 @@ class SMTPFarmProtocol(asyncio.Protocol):
             self.transport.close()
 
 
+class Sessions:
+    """Who the farm's sessions were for: when each domain's sessions began (its first RCPT),
+    and the most sessions open at once on each host address; what budgets are checked by."""
+
+    def __init__(self) -> None:
+        self.started_by_domain: dict[str, list[float]] = {}
+        self.open_by_host: dict[str, int] = {}
+        self.peak_by_host: dict[str, int] = {}
+
+    def opened(self, host: str) -> None:
+        now_open = self.open_by_host[host] = self.open_by_host.get(host, 0) + 1
+        self.peak_by_host[host] = max(self.peak_by_host.get(host, 0), now_open)
+
+    def closed(self, host: str) -> None:
+        self.open_by_host[host] -= 1
+
+    def asked(self, domain: str) -> None:
+        self.started_by_domain.setdefault(domain, []).append(time.monotonic())
+
+    def report(self) -> dict[str, Any]:
+        return {"started_by_domain": self.started_by_domain, "peak_by_host": self.peak_by_host}
+
+
 class Farm:
     """The servers of one farm process; `delay` may change between measurements."""
 
     def __init__(self) -> None:
         self.stats = FarmStats()
+        self.sessions = Sessions()
         self.delay = 0.0
         self.servers: list[asyncio.Server] = []
 
@@ -185,7 +218,8 @@ def farm_main(conn: Connection, hosts: list[str], ports: list[int], lifetime: fl
     thread.start()
     conn.send(("ok", {"port": port, "note": note}))
     handlers: dict[str, Callable[..., Any]] = {
-        "stats": farm.report, "delay": farm.set_delay, "reset_peak": farm.reset_peak
+        "stats": farm.report, "delay": farm.set_delay, "reset_peak": farm.reset_peak,
+        "sessions": farm.sessions.report,
     }
     try:
         serve_requests(conn, handlers, lifetime)
@@ -213,3 +247,8 @@ class FarmProcess(Helper):
 
     def reset_peak(self) -> None:
         self.call("reset_peak")
+
+    def sessions(self) -> dict[str, Any]:
+        """{"started_by_domain": {domain: [monotonic seconds]}, "peak_by_host": {ip: n}}."""
+        found: dict[str, Any] = self.call("sessions")
+        return found

@@ -1,6 +1,7 @@
 """Budgets are a schedule, not a verdict: 2,000 addresses over 500 domains that share 4
 slow MX hosts, with the default budgets, through `cbv verify --file` and through a job of
-two workers: every address decided, none `rate_limited`, the per-host cap held fleet-wide."""
+two workers: every address decided, none `rate_limited`; the per-host cap and a domain's
+budget held fleet-wide, counted at the farm."""
 
 from __future__ import annotations
 
@@ -64,6 +65,28 @@ def test_a_job_on_two_workers_decides_every_address_within_shared_caps(
     assert (status["state"], status["done"], status["waiting_on_budget"]) == (
         "done", len(submitted), 0)
     decided_as_the_farm_says(fleet.results(job_id), submitted)
-    stats = fleet.farm.stats()
-    assert stats["peak_open"] <= HOSTS * MX_CONCURRENCY, "the per-host cap is fleet-wide"
-    assert stats["connections"] <= DOMAINS * 2, "each domain's addresses share sessions"
+    sessions = fleet.farm.sessions()
+    assert len(sessions["peak_by_host"]) == HOSTS
+    assert max(sessions["peak_by_host"].values()) <= MX_CONCURRENCY, "per host, fleet-wide"
+    assert sum(map(len, sessions["started_by_domain"].values())) == DOMAINS, \
+        "each domain's addresses share one session"
+
+
+def test_a_domains_budget_holds_across_the_fleet(
+        redis_url: str, tmp_path: Path, fleets: list[Fleet]) -> None:
+    """200 addresses of one domain are 20 sessions; two workers share its budget of 10 at
+    once, then one every half second, counted where the sessions arrive."""
+    rate, burst = 120.0, 10
+    limits = f"[limits]\ndomain_per_minute = {rate}\ndomain_burst = {burst}\n"
+    fleet = Fleet(tmp_path, redis_url, domains=1, hosts=1, extra=limits)
+    fleets.append(fleet)
+    fleet.start(2)
+    submitted = addresses(1, 200)
+    status = fleet.wait(fleet.submit(submitted), CLI_TIMEOUT)
+    assert (status["state"], status["done"]) == ("done", len(submitted))
+    [starts] = fleet.farm.sessions()["started_by_domain"].values()
+    starts.sort()
+    interval = 60.0 / rate
+    assert len(starts) == 20
+    for n, started in enumerate(starts[burst:], start=1):
+        assert started - starts[0] >= n * interval - interval / 2, (n, starts)
