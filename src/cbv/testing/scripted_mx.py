@@ -1,6 +1,8 @@
 """A loopback SMTP server that answers exactly as scripted, however wrongly."""
 
 import asyncio
+import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
@@ -16,6 +18,7 @@ class ScriptedMX:
     """Stands in for a remote MX so cbv's callout client can be tested against any behaviour.
 
     The script is read at each new connection, so a test may change it between sessions.
+    `clock` is what greylisting by seconds reads: a test can move it on instead of waiting.
     """
 
     def __init__(
@@ -24,13 +27,14 @@ class ScriptedMX:
         port: int = 0,
         script: MXScript | None = None,
         name: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.script = script if script is not None else MXScript()
         self.name = name if name is not None else "mx.test"
         self.log: list[SessionLog] = []
         self._host = host
         self._port = port
-        self._greylist = Greylist()
+        self._greylist = Greylist(clock)
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()
 
