@@ -14,9 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
+from cbv.engine.polling import poll_until
 from cbv.servers.daemon import Daemon
 from cbv.testing import MXScript, Reply, start_farm
 from tests.servers.clients import running, server_config
+from tests.waiting import until
 from tests.world import World
 
 WAIT = 30.0
@@ -51,12 +53,15 @@ async def api(world: World, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def finished(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
-    async with asyncio.timeout(WAIT):
-        while True:
-            status: dict[str, Any] = (await client.get(f"/v1/jobs/{job_id}")).json()
-            if status["state"] in ("done", "cancelled"):
-                return status
-            await asyncio.sleep(0.05)  # polling the API, as a client does
+    """Polling the API, as a client does."""
+
+    async def status() -> dict[str, Any]:
+        found: dict[str, Any] = (await client.get(f"/v1/jobs/{job_id}")).json()
+        return found
+
+    found = await poll_until(status, lambda s: s["state"] in ("done", "cancelled"), WAIT)
+    assert found["state"] in ("done", "cancelled"), f"not finished within {WAIT} s: {found}"
+    return found
 
 
 async def test_a_json_list_is_verified_and_read_back_in_input_order(
@@ -195,12 +200,8 @@ async def test_the_webhook_gets_the_final_status_once_and_no_redirect_is_followe
     try:
         job_id = (await api.post("/v1/jobs", json=["u1@ok.test"],
                                  params={"webhook": f"{url}/done"})).json()["id"]
-        async with asyncio.timeout(WAIT):
-            await hook.received.wait()
-            while True:  # until the worker has read the answer
-                if any("answered 302" in r.getMessage() for r in caplog.records):
-                    break
-                await asyncio.sleep(0.02)
+        await until(lambda: any("answered 302" in r.getMessage() for r in caplog.records),
+                    "the worker read the webhook's answer", WAIT)
         [body] = hook.bodies
         told = json.loads(body)
         assert (told["id"], told["state"], told["done"]) == (job_id, "done", 1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 import redis.asyncio
 
 from cbv.cache_location import parse_cache_location
+from cbv.engine.polling import poll_until
 from cbv.jobs.model import Entry, Final, JobSpec, JobState, Later, WorkItem
 from cbv.jobs.queue import Claimed, JobQueue
 from cbv.jobs.redis_queue import RedisJobQueue, job_key, results_key
@@ -37,10 +37,15 @@ def items(job: str, addresses: list[str]) -> list[WorkItem]:
 
 
 async def claim_all(queue: JobQueue, want: int, now: float | None = None) -> list[Claimed]:
+    """Claim until `want` items are in hand (a lease may have to run out first)."""
     claimed: list[Claimed] = []
-    async with asyncio.timeout(10):
-        while len(claimed) < want:
-            claimed += await queue.claim(want - len(claimed), now or time.time())
+
+    async def more() -> int:
+        claimed.extend(await queue.claim(want - len(claimed), now or time.time()))
+        return len(claimed)
+
+    await poll_until(more, lambda count: count >= want, 10.0)
+    assert len(claimed) == want, f"{len(claimed)} of {want} items claimed"
     return claimed
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from pathlib import Path
 
 import httpx
 
+from cbv.engine.polling import poll_until
 from tests.jobs.test_jobs_api import HTTP, mail_world
 from tests.servers.clients import running, server_config
 from tests.servers.test_status_page import browse, chromium, rows
@@ -30,11 +30,8 @@ async def test_jobs_show_with_their_progress(world: World, tmp_path: Path) -> No
                                                       "nobody@ok.test"],
                                     params={"name": "march list"})
             job_id = answer.json()["id"]
-            async with asyncio.timeout(WAIT):
-                while True:  # polling the API, as the page does
-                    if (await api.get(f"/v1/jobs/{job_id}")).json()["done"] >= 2:
-                        break
-                    await asyncio.sleep(0.05)
+            await poll_until(lambda: api.get(f"/v1/jobs/{job_id}"),
+                             lambda answer: answer.json()["done"] >= 2, WAIT)
         dom = await browse(browser, tmp_path / "profile", f"{base}/#token={TOKEN}",
                            "--dump-dom")
     assert re.search(r'<body data-updates="[1-9]', dom), dom[:3000]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest_asyncio
 
 from cbv.config import JobsConfig
+from cbv.engine.polling import poll_until
 from cbv.jobs.model import JobSpec, JobState, JobStatus, JobVerdict
 from cbv.jobs.service import JobOptions, JobService
 from cbv.jobs.sqlite_queue import SQLiteJobQueue
@@ -64,13 +65,11 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
 
 
 async def finished(service: JobService, job_id: str) -> JobStatus:
-    async with asyncio.timeout(WAIT):
-        while True:
-            status = await service.status(job_id)
-            assert status is not None
-            if status.state is JobState.DONE:
-                return status
-            await asyncio.sleep(0.02)  # polling the queue, as the API's clients do
+    """Polling the queue, as the API's clients do."""
+    status = await poll_until(lambda: service.status(job_id),
+                              lambda s: s is not None and s.state is JobState.DONE, WAIT)
+    assert status is not None and status.state is JobState.DONE, status
+    return status
 
 
 async def test_a_budget_wait_is_no_attempt_and_the_webhook_is_told_once(rig: Rig) -> None:
