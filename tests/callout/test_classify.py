@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 
 from cbv.callout.classify import (
+    MAX_WORDS,
     Judgement,
     classify_catch_all_probe,
     is_too_many_recipients,
     judge_rcpt,
     refuses_sender,
     vrfy_is_decisive,
+    words_of,
 )
 from cbv.model import Reason
 from cbv.protocol.smtp import Reply
@@ -92,6 +94,16 @@ def reply(code: int, text: str) -> Reply:
 )
 def test_rcpt_reply_classification(code: int, text: str, reason: Reason, rule: str) -> None:
     assert judge_rcpt(reply(code, text)) == Judgement(reason, rule)
+
+
+def test_only_the_first_words_of_a_long_reply_are_read() -> None:
+    """A hostile server's 64 KiB reply costs the expressions no more than MAX_WORDS."""
+    filler = "x" * MAX_WORDS
+    late = Reply(550, (filler, "your IP is blocked by Spamhaus"))
+    assert judge_rcpt(late) == Judgement(Reason.MAILBOX_UNKNOWN, "code:550")
+    early = Reply(550, ("your IP is blocked by Spamhaus", filler))
+    assert judge_rcpt(early).reason is Reason.CLIENT_BLOCKED
+    assert len(words_of(late)) == MAX_WORDS
 
 
 def test_the_mx_host_name_completes_a_provider_signature() -> None:

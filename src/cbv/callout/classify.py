@@ -40,11 +40,22 @@ _STRONG_DETAILS: dict[str, Reason] = {
 _NOT_MAILBOX_SUBJECTS = {"3", "4", "5", "6", "7"}
 
 
+# Published replies say what they mean in their first lines; a hostile server's 64 KiB
+# reply costs the expressions no more than this many characters.
+MAX_WORDS = 1024
+
+
+def words_of(reply: Reply) -> str:
+    """The reply's text as the evidence rules read it: enhanced code removed, bounded,
+    lower-cased."""
+    return reply.text[:MAX_WORDS].lower()
+
+
 def enhanced_code(reply: Reply) -> str | None:
     """The RFC 3463 code: leading (the usual place) or as "(#5.1.1)" after the text (qmail)."""
     if reply.enhanced is not None:
         return reply.enhanced
-    match = evidence.TRAILING_ENHANCED.search(reply.text)
+    match = evidence.TRAILING_ENHANCED.search(words_of(reply))
     if match is None or int(match.group(1)) != reply.code // 100:
         return None
     return ".".join(match.groups())
@@ -55,7 +66,7 @@ def judge_rcpt(reply: Reply, mx_host: str = "") -> Judgement:
     if reply.is_positive:
         return Judgement(Reason.ACCEPTED, f"code:{reply.code}")
     enhanced = enhanced_code(reply)
-    signature = match_signature(reply.text, enhanced, mx_host.lower())
+    signature = match_signature(words_of(reply), enhanced, mx_host.lower())
     if signature is not None:
         return Judgement(signature.reason, f"signature:{signature.name}")
     if reply.is_transient:
@@ -69,7 +80,7 @@ def classify_rcpt(reply: Reply, mx_host: str = "") -> Reason:
 
 def judge_transient(reply: Reply) -> Judgement:
     """A 4xx: greylisting, a limit on the client, or a passing trouble."""
-    text = reply.text
+    text = words_of(reply)
     if evidence.RECIPIENT_BUSY.search(text):
         return Judgement(Reason.TEMPFAIL, "text:recipient-busy")
     if evidence.GREYLIST.search(text):
@@ -95,7 +106,7 @@ def _client_refusal(text: str) -> Judgement | None:
 
 
 def _judge_permanent(reply: Reply, enhanced: str | None) -> Judgement:
-    text = reply.text
+    text = words_of(reply)
     if evidence.RECIPIENT_BUSY.search(text):
         return Judgement(Reason.TEMPFAIL, "text:recipient-busy")
     client = _client_refusal(text)
@@ -142,7 +153,7 @@ def is_too_many_recipients(reply: Reply) -> bool:
     this address. A per-hour limit on the client is not this."""
     if reply.is_positive:
         return False
-    text = reply.text
+    text = words_of(reply)
     if evidence.PER_CLIENT_PERIOD.search(text):
         return False
     limit = (enhanced_code(reply) or "").endswith(".5.3")
@@ -164,7 +175,7 @@ def judge_refusal_of_host(reply: Reply) -> Judgement:
     the verifier in general. 4xx tries the next host."""
     if reply.is_transient:
         return judge_transient(reply)
-    client = _client_refusal(reply.text)
+    client = _client_refusal(words_of(reply))
     if client is not None and client.reason is not Reason.SENDER_REJECTED:
         return client
     return Judgement(Reason.VERIFIER_REJECTED, f"code:{reply.code}")
@@ -172,7 +183,7 @@ def judge_refusal_of_host(reply: Reply) -> Judgement:
 
 def judge_sender_refusal(reply: Reply) -> Judgement:
     """Every sender was refused at MAIL; the words may show it was the client instead."""
-    client = _client_refusal(reply.text)
+    client = _client_refusal(words_of(reply))
     if client is not None and client.reason is not Reason.SENDER_REJECTED:
         return client
     return Judgement(Reason.SENDER_REJECTED, f"code:{reply.code}")
