@@ -11,6 +11,7 @@ from cbv.model import Verdict
 CSV_COLUMNS = [
     "address", "result", "reason", "catch_all", "mx", "ip", "port", "stage",
     "code", "enhanced", "text", "sender", "smtp_cbv_result", "duration_ms", "detail",
+    "evidence",
 ]
 
 
@@ -28,7 +29,7 @@ def csv_cells(verdict: Verdict) -> list[object]:
         reply.code if reply else "", reply.enhanced or "" if reply else "",
         reply.text.replace("\n", " / ") if reply else "",
         verdict.sender if verdict.sender is not None else "", verdict.smtp_cbv_result,
-        verdict.duration_ms, verdict.detail or "",
+        verdict.duration_ms, verdict.detail or "", verdict.evidence or "",
     ]
 
 

@@ -65,6 +65,7 @@ async def test_transcript_and_readable_output(mail_world: World, tmp_path: Path)
     assert code == 0
     assert "alice@example.test  PASS  accepted" in out
     assert "C: RCPT TO:<alice@example.test>" in out and "S: 250 2.1.5 Ok" in out
+    assert "at rcpt by code:250" in out
 
 
 async def test_file_input_plain_and_csv_output(mail_world: World, tmp_path: Path) -> None:

@@ -35,6 +35,8 @@ def to_text(verdict: Verdict) -> Text:
         where.append(f"{verdict.mx}[{verdict.ip}]:{verdict.port}")
     if verdict.stage:
         where.append(f"at {verdict.stage.value}")
+    if verdict.evidence:
+        where.append(f"by {verdict.evidence}")
     if where:
         text.append("\n    " + " ".join(where), "dim")
     if verdict.reply is not None:
