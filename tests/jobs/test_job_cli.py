@@ -50,6 +50,9 @@ async def test_errors_are_one_line(url: str, tmp_path: Path) -> None:
     code, _, err = await run_cbv("job", "status", "0123", "--url", url, "--token", TOKEN)
     assert (code, err) == (2, "cbv: error: GET /v1/jobs/0123: 404: no job 0123 (never "
                               "submitted, or expired)\n")
+    code, _, err = await run_cbv("job", "results", "0123", "--url", url, "--token", TOKEN)
+    assert (code, err) == (2, "cbv: error: GET /v1/jobs/0123/results: 404: no job 0123 "
+                              "(never submitted, or expired)\n")
     code, _, err = await run_cbv("job", "status", "0123", "--url", url, "--token", "wrong")
     assert code == 2 and err.startswith("cbv: error: GET /v1/jobs/0123: 401: ")
     empty = tmp_path / "empty.txt"

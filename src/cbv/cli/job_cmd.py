@@ -52,13 +52,29 @@ class Api:
             answer = self._client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             _fail(f"cannot reach cbv at {self.url}: {exc}")
+        self._check(method, path, answer)
+        return answer
+
+    @staticmethod
+    def _check(method: str, path: str, answer: httpx.Response) -> None:
         if answer.status_code >= 400:
             try:
                 message = answer.json()["message"]
             except (ValueError, KeyError, TypeError):
                 message = answer.text.strip()[:200]
             _fail(f"{method} {path}: {answer.status_code}: {message}")
-        return answer
+
+    def copy(self, path: str, out: TextIO, **kwargs: Any) -> None:
+        """A streamed answer written to `out` as it comes, however long."""
+        try:
+            with self._client.stream("GET", path, **kwargs) as answer:
+                if answer.status_code >= 400:
+                    answer.read()
+                self._check("GET", path, answer)
+                for chunk in answer.iter_text():
+                    out.write(chunk)
+        except httpx.HTTPError as exc:
+            _fail(f"cannot reach cbv at {self.url}: {exc}")
 
     def status(self, job_id: str) -> dict[str, Any]:
         found: dict[str, Any] = self.request("GET", f"/v1/jobs/{job_id}").json()
@@ -157,8 +173,7 @@ def results(config_path: Path | None, url: str | None, token: str | None, job_id
     """The final verdicts of job ID so far, in input order."""
     api = Api(config_path, url, token)
     accept = "text/csv" if output == "csv" else "application/x-ndjson"
-    answer = api.request("GET", f"/v1/jobs/{job_id}/results", headers={"Accept": accept})
-    sys.stdout.write(answer.text)
+    api.copy(f"/v1/jobs/{job_id}/results", sys.stdout, headers={"Accept": accept})
 
 
 @job.command()
