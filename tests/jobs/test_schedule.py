@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cbv.jobs.model import Entry, JobSpec, JobVerdict, WorkItem
-from cbv.jobs.schedule import plan
+from cbv.jobs.schedule import MAX_ATTEMPTS, plan
 from cbv.jobs.service import work_items
 from cbv.model import Reason, Verdict, utcnow
 
@@ -44,6 +44,16 @@ def test_past_the_horizon_the_last_verdict_is_final_with_its_attempts() -> None:
     assert [(line.reason, line.attempts) for line in lines] == [
         (Reason.GREYLISTED, 1), (Reason.GREYLISTED, 3), (Reason.RATE_LIMITED, 1),
         (Reason.GREYLISTED, 1)]
+
+
+def test_attempts_are_bounded_whatever_the_delays() -> None:
+    item = WorkItem("j", (Entry(0, "a@x.test", MAX_ATTEMPTS - 2),))
+    again = plan(spec([0.01]), item, [verdict("a@x.test", Reason.GREYLISTED)], NOW, 5)
+    assert [e.item.entries[0].attempts for e in again.later] == [MAX_ATTEMPTS - 1]
+    item = WorkItem("j", (Entry(0, "a@x.test", MAX_ATTEMPTS - 1),))
+    final = plan(spec([0.01]), item, [verdict("a@x.test", Reason.GREYLISTED)], NOW, 5)
+    assert final.later == []
+    assert JobVerdict.model_validate_json(final.finals[0].line).attempts == MAX_ATTEMPTS
 
 
 def test_lists_are_cut_by_domain_into_session_sized_items_domains_interleaved() -> None:

@@ -3,7 +3,8 @@
 A verdict that is not transient is final. A `rate_limited` verdict is no verdict in a job:
 the address waits for its destination's budget and is not counted as an attempt. Other
 transient verdicts (greylisting, temporary failures) are tried again after the job's
-retry delays, the last delay repeating. Past the job's horizon, the last verdict is final.
+retry delays, the last delay repeating. Past the job's horizon, or after MAX_ATTEMPTS
+verifications (short delays must not make a job hammer a host), the last verdict is final.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field
 
 from cbv.jobs.model import Entry, Final, JobSpec, Later, WorkItem
 from cbv.model import Reason, Result, Verdict
+
+MAX_ATTEMPTS = 50
 
 
 @dataclass(slots=True)
@@ -39,7 +42,7 @@ def plan(spec: JobSpec, item: WorkItem, verdicts: Sequence[Verdict], now: float,
         attempts = entry.attempts + 1
         if verdict.result is Result.TRANSIENT and verdict.reason is not Reason.RATE_LIMITED:
             delay = retry_delay(spec, attempts)
-            if now + delay <= spec.deadline:
+            if attempts < MAX_ATTEMPTS and now + delay <= spec.deadline:
                 retries.setdefault(attempts, []).append(
                     Entry(entry.index, entry.address, attempts))
                 continue
