@@ -73,13 +73,15 @@ class Worker:
 
 @dataclass
 class Fleet:
-    """`queue` is a redis:// URL or a SQLite path; `extra` is TOML appended to each config."""
+    """`queue` is a redis:// URL or a SQLite path; `limits` and `jobs` are TOML lines for
+    those tables of each worker's config."""
 
     directory: Path
     queue: str
     domains: int
     hosts: int
-    extra: str = ""
+    jobs: str = ""
+    limits: str = ""
     farm_delay: float = 0.0
     workers: list[Worker] = field(default_factory=list)
     _helpers: list[Helper] = field(default_factory=list)
@@ -111,10 +113,12 @@ smtpcbd = ""
 http = "127.0.0.1:0"
 [log]
 format = "json"
+[limits]
+{self.limits}
 [jobs]
 enabled = true
 queue = "{queue}"
-{self.extra}
+{self.jobs}
 """)
 
     def start_worker(self) -> Worker:

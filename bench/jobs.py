@@ -64,8 +64,8 @@ QUICK = Scale(domains=200, hosts=40, queue_items=1000)
 
 def job_run(directory: Path, url: str, scale: Scale, workers: int) -> dict[str, Any]:
     redis.Redis.from_url(url).flushall()
-    extra = f"concurrency = {scale.concurrency}\nlease = 30.0\n"
-    fleet = Fleet(directory / f"w{workers}", url, scale.domains, scale.hosts, extra=extra,
+    jobs = f"concurrency = {scale.concurrency}\nlease = 30.0\n"
+    fleet = Fleet(directory / f"w{workers}", url, scale.domains, scale.hosts, jobs=jobs,
                   farm_delay=scale.farm_delay)
     (directory / f"w{workers}").mkdir()
     try:

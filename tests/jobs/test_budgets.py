@@ -77,8 +77,8 @@ def test_a_domains_budget_holds_across_the_fleet(
     """200 addresses of one domain are 20 sessions; two workers share its budget of 10 at
     once, then one every half second, counted where the sessions arrive."""
     rate, burst = 120.0, 10
-    limits = f"[limits]\ndomain_per_minute = {rate}\ndomain_burst = {burst}\n"
-    fleet = Fleet(tmp_path, redis_url, domains=1, hosts=1, extra=limits)
+    limits = f"domain_per_minute = {rate}\ndomain_burst = {burst}\n"
+    fleet = Fleet(tmp_path, redis_url, domains=1, hosts=1, limits=limits)
     fleets.append(fleet)
     fleet.start(2)
     submitted = addresses(1, 200)

@@ -35,7 +35,7 @@ def assert_exactly_once(results: list[dict[str, Any]], submitted: list[str]) -> 
 
 def test_three_workers_one_killed_mid_job_every_address_decided_once(
         redis_url: str, tmp_path: Path, fleets: list[Fleet]) -> None:
-    fleet = Fleet(tmp_path, redis_url, domains=2000, hosts=40, extra=FAST_RECLAIM,
+    fleet = Fleet(tmp_path, redis_url, domains=2000, hosts=40, jobs=FAST_RECLAIM,
                   farm_delay=0.002)
     fleets.append(fleet)
     fleet.start(3)
@@ -50,7 +50,7 @@ def test_three_workers_one_killed_mid_job_every_address_decided_once(
 
 def test_every_worker_killed_and_restarted_mid_job_resumes_it(
         redis_url: str, tmp_path: Path, fleets: list[Fleet]) -> None:
-    fleet = Fleet(tmp_path, redis_url, domains=300, hosts=20, extra=FAST_RECLAIM,
+    fleet = Fleet(tmp_path, redis_url, domains=300, hosts=20, jobs=FAST_RECLAIM,
                   farm_delay=0.005)
     fleets.append(fleet)
     fleet.start(3)

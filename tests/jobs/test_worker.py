@@ -30,6 +30,7 @@ class Scripted:
     called: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     told: list[JobStatus] = field(default_factory=list)
+    limited: list[str] = field(default_factory=list)
 
     async def verify(self, addresses: list[str], use_cache: bool) -> list[Verdict]:
         self.calls.append(addresses)
@@ -37,6 +38,10 @@ class Scripted:
         await self.release.wait()
         return [Verdict(address=a, result=(reason := self.reasons[a].pop(0)).result,
                         reason=reason, checked_at=utcnow()) for a in addresses]
+
+    async def budget_wait(self, limited: Verdict) -> float:
+        self.limited.append(limited.address)
+        return 0.05
 
     async def notify(self, spec: JobSpec, status: JobStatus) -> None:
         self.told.append(status)
@@ -55,7 +60,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     queue = SQLiteJobQueue(tmp_path / "jobs.sqlite3", keep=3600, lease=60)
     script = Scripted({})
     worker = JobWorker(queue, script.verify, concurrency=4, lease=60,
-                       budget_wait=lambda domain: 0.05, notify=script.notify)
+                       budget_wait=script.budget_wait, notify=script.notify)
     task = asyncio.create_task(worker.run())
     yield Rig(JobService(queue, JobsConfig(retry_delays=[0.05]), per_item=10), worker,
               script, task)
@@ -82,6 +87,7 @@ async def test_a_budget_wait_is_no_attempt_and_the_webhook_is_told_once(rig: Rig
     [(_, line)] = await rig.service.queue.results(spec.id, 0, 10)
     assert JobVerdict.model_validate_json(line).attempts == 2, "the budget wait is not one"
     assert rig.script.calls == [["a@x.test"]] * 3
+    assert rig.script.limited == ["a@x.test"], "asked once, about the verdict limited"
     assert [told.id for told in rig.script.told] == [spec.id]
 
 

@@ -17,7 +17,7 @@ from cbv.cache.backend import Clock
 from cbv.jobs.model import FINISHED, JobSpec, JobState, JobStatus
 from cbv.jobs.queue import Claimed, JobQueue, QueueError
 from cbv.jobs.schedule import plan
-from cbv.model import Verdict
+from cbv.model import Reason, Verdict
 
 LOG = logging.getLogger("cbv.jobs")
 IDLE_POLL = 0.25  # seconds between looks at an empty queue
@@ -25,7 +25,8 @@ SPEC_FRESH = 2.0  # seconds a job's spec and state are trusted (a cancel shows w
 EXPIRE_EVERY = 600.0
 
 Verify = Callable[[list[str], bool], Awaitable[list[Verdict]]]  # (addresses, use_cache)
-BudgetWait = Callable[[str], float]  # domain -> seconds until its budget likely frees
+# A rate_limited verdict -> seconds until its destination is likely to take a callout again
+BudgetWait = Callable[[Verdict], Awaitable[float]]
 Notify = Callable[[JobSpec, JobStatus], Awaitable[None]]
 
 
@@ -126,8 +127,9 @@ class JobWorker:
         first_try = all(entry.attempts == 0 for entry in item.entries)
         verdicts = await self._verify(addresses, first_try)
         now = self._clock()
-        domain = addresses[0].rpartition("@")[2].lower()
-        decided = plan(known.spec, item, verdicts, now, self._budget_wait(domain))
+        limited = next((v for v in verdicts if v.reason is Reason.RATE_LIMITED), None)
+        budget_wait = await self._budget_wait(limited) if limited is not None else 0.0
+        decided = plan(known.spec, item, verdicts, now, budget_wait)
         settled = await self._queue.settle(claimed, decided.finals, decided.later, now)
         if settled.finished:
             self._known.pop(item.job, None)

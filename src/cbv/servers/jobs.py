@@ -42,10 +42,11 @@ class JobsRunning:
         with self._runtime.generation as generation:
             return await generation.verifier.verify_many(addresses, use_cache=use_cache)
 
-    def _budget_wait(self, domain: str) -> float:
+    async def _budget_wait(self, limited: Verdict) -> float:
         """A budget frees one callout per interval of the domain's rate; the jitter keeps
         the items waiting on one domain from all coming back at the same moment."""
         limits = self._runtime.generation.config.limits
+        domain = limited.address.rpartition("@")[2].lower()
         interval = max(60.0 / limits.domain_rate(domain), MIN_BUDGET_WAIT)
         return interval * (1 + random.random())
 
