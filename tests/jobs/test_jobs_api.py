@@ -113,6 +113,12 @@ async def test_greylisted_addresses_pass_on_retry_and_stuck_ones_end_transient(
     assert (grey["result"], grey["attempts"]) == ("pass", 2)
     assert (stuck["result"], stuck["reason"]) == ("transient", "tempfail")
     assert stuck["attempts"] > 2
+    metrics = (await api.get("/metrics")).text
+    assert 'cbv_job_verdicts_total{result="pass"} 1.0' in metrics
+    assert 'cbv_job_verdicts_total{result="transient"} 1.0' in metrics
+    retried = float(metrics.split('cbv_job_requeued_total{why="retry"} ')[1].split()[0])
+    assert retried == grey["attempts"] - 1 + stuck["attempts"] - 1
+    assert "cbv_job_items_in_hand 0.0" in metrics
 
 
 async def test_a_cancelled_job_says_so(api: httpx.AsyncClient) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from cbv.cache.backend import Clock
 from cbv.jobs.model import FINISHED, JobSpec, JobState, JobStatus
+from cbv.jobs.observer import NO_JOB_OBSERVER, JobObserver
 from cbv.jobs.queue import Claimed, JobQueue, QueueError
 from cbv.jobs.schedule import plan
 from cbv.model import Reason, Verdict
@@ -39,7 +40,8 @@ class _Known:
 
 class JobWorker:
     def __init__(self, queue: JobQueue, verify: Verify, *, concurrency: int, lease: float,
-                 budget_wait: BudgetWait, notify: Notify, clock: Clock = time.time) -> None:
+                 budget_wait: BudgetWait, notify: Notify, clock: Clock = time.time,
+                 observer: JobObserver = NO_JOB_OBSERVER) -> None:
         self._queue = queue
         self._verify = verify
         self._concurrency = concurrency
@@ -47,6 +49,7 @@ class JobWorker:
         self._budget_wait = budget_wait
         self._notify = notify
         self._clock = clock
+        self._observer = observer
         self._working: dict[asyncio.Task[None], Claimed] = {}
         self._known: dict[str, _Known] = {}
         self._queue_down = False
@@ -89,9 +92,11 @@ class JobWorker:
             task = asyncio.create_task(self._work(item))
             self._working[task] = item
             task.add_done_callback(self._finished)
+        self._observer.in_hand(len(self._working))
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._working.pop(task, None)
+        self._observer.in_hand(len(self._working))
         if not task.cancelled() and (exc := task.exception()) is not None:
             LOG.error("job work item failed; another worker retries it after its lease: %s",
                       exc)
@@ -131,6 +136,10 @@ class JobWorker:
         budget_wait = await self._budget_wait(limited) if limited is not None else 0.0
         decided = plan(known.spec, item, verdicts, now, budget_wait)
         settled = await self._queue.settle(claimed, decided.finals, decided.later, now)
+        if settled.applied:
+            later = [len(entry.item.entries) for entry in decided.later]
+            budget = [len(entry.item.entries) for entry in decided.later if entry.item.budget]
+            self._observer.settled(decided.finals, sum(later) - sum(budget), sum(budget))
         if settled.finished:
             self._known.pop(item.job, None)
             status = await self._queue.status(item.job, now)

@@ -34,7 +34,8 @@ class JobsRunning:
                                   per_item=config.callout.max_rcpts_per_session)
         self._worker = JobWorker(self._queue, self._verify,
                                  concurrency=config.jobs.concurrency, lease=config.jobs.lease,
-                                 budget_wait=self._budget_wait, notify=notify)
+                                 budget_wait=self._budget_wait, notify=notify,
+                                 observer=runtime.telemetry.jobs())
         self._task = asyncio.get_running_loop().create_task(self._worker.run())
         event(LOG, logging.INFO, "job worker started", queue=self._queue.description())
 

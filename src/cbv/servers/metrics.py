@@ -5,13 +5,14 @@ the observer that `engine()` builds for it."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from cbv.config import Config
 from cbv.engine.observer import Limit
-from cbv.model import Verdict
+from cbv.jobs.model import Final
+from cbv.model import Result, Verdict
 from cbv.policy import Decision
 from cbv.policy.decision import ERROR
 from cbv.servers.history import History
@@ -61,12 +62,24 @@ class Telemetry:
         self.errors = Counter(
             "cbv_errors", "Malformed requests, protocol errors and cbv's own failures",
             ["listener", "kind"], registry=r)
+        self.job_verdicts = Counter(
+            "cbv_job_verdicts", "Final verdicts of bulk job addresses, by result", ["result"],
+            registry=r)
+        self.job_requeued = Counter(
+            "cbv_job_requeued", "Job addresses queued again: for a retry of a transient "
+            "verdict, or to wait for a spent budget", ["why"], registry=r)
+        self.job_items_in_hand = Gauge(
+            "cbv_job_items_in_hand", "Job work items this daemon is verifying", registry=r)
         for listener in LISTENERS:  # present from the start, so rates work from zero
             self.requests.labels(listener)
             self.decision_seconds.labels(listener)
         self._answered = {name: (self.requests.labels(name), self.decision_seconds.labels(name))
                           for name in LISTENERS}
         self._decided: dict[tuple[str, str, str], Counter] = {}
+
+    def jobs(self) -> JobTelemetry:
+        """The job worker's observer."""
+        return JobTelemetry(self)
 
     def engine(self, config: Config) -> EngineTelemetry:
         """The observer for a Verifier built from `config`."""
@@ -144,3 +157,23 @@ class EngineTelemetry:
         for verdict in verdicts:
             stage = verdict.stage.value if verdict.stage else "none"
             telemetry.callouts.labels(verdict.result.value, verdict.reason.value, stage).inc()
+
+
+class JobTelemetry:
+    """The job worker's observer."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self._verdicts = {result: telemetry.job_verdicts.labels(result.value)
+                          for result in Result}
+        self._retries = telemetry.job_requeued.labels("retry")
+        self._budget_waits = telemetry.job_requeued.labels("budget")
+        self._in_hand = telemetry.job_items_in_hand
+
+    def settled(self, finals: Sequence[Final], retries: int, budget_waits: int) -> None:
+        for final in finals:
+            self._verdicts[final.result].inc()
+        self._retries.inc(retries)
+        self._budget_waits.inc(budget_waits)
+
+    def in_hand(self, items: int) -> None:
+        self._in_hand.set(items)
