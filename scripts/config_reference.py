@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from typing import Any
+from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -54,41 +54,45 @@ def _type_name(info: FieldInfo) -> str:
     return re.sub(r"cbv\.[\w.]+\.", "", text).replace("|", "or")
 
 
-def _section_rows(model: type[BaseModel], prefix: str) -> list[tuple[str, list[str]]]:
+def _table_of(info: FieldInfo) -> type[BaseModel] | None:
+    """The model of an array of tables ([[callout.egress]]), else None."""
+    if get_origin(info.annotation) is list:
+        (item,) = get_args(info.annotation)
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            return item
+    return None
+
+
+def _section_rows(model: type[BaseModel], prefix: str) -> list[tuple[str, str, list[str]]]:
+    """(section title, its model's docstring, rows) for `model` and the tables inside it."""
     rows: list[str] = []
-    nested: list[tuple[str, list[str]]] = []
+    nested: list[tuple[str, str, list[str]]] = []
     for name, info in model.model_fields.items():
         path = f"{prefix}.{name}" if prefix else name
         annotation = info.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             nested.extend(_section_rows(annotation, path))
             continue
+        table = _table_of(info)
+        if table is not None:
+            (title, doc, table_rows), *deeper = _section_rows(table, path)
+            nested.extend([(f"[{title}]", doc, table_rows), *deeper])
         description = (info.description or "").replace("|", "\\|").replace("<", "&lt;")
         rows.append(f"| `{name}` | {_type_name(info)} | {_default(path, info)} | {description} |")
-    sections = [(prefix, rows)] if rows else []
+    doc = " ".join((model.__doc__ or "").split())
+    sections = [(f"[{prefix}]", doc, rows)] if rows else []
     return sections + nested
 
 
 def render() -> str:
     parts = [INTRO]
-    for section, rows in _section_rows(Config, ""):
-        model_doc = _section_doc(section)
-        parts.append(f"\n## [{section}]\n")
+    for title, model_doc, rows in _section_rows(Config, ""):
+        parts.append(f"\n## {title}\n")
         if model_doc:
             parts.append(model_doc.replace("<", "&lt;") + "\n")
         parts.append("\n| key | type | default | meaning |\n|---|---|---|---|")
         parts.extend(rows)
     return "\n".join(parts) + "\n"
-
-
-def _section_doc(section: str) -> str:
-    model: type[BaseModel] = Config
-    for part in section.split("."):
-        annotation = model.model_fields[part].annotation
-        assert isinstance(annotation, type)
-        assert issubclass(annotation, BaseModel)
-        model = annotation
-    return " ".join((model.__doc__ or "").split())
 
 
 def undocumented() -> list[str]:
@@ -99,9 +103,13 @@ def undocumented() -> list[str]:
         for name, info in model.model_fields.items():
             path = f"{prefix}.{name}" if prefix else name
             annotation = info.annotation
+            table = _table_of(info)
             if isinstance(annotation, type) and issubclass(annotation, BaseModel):
                 walk(annotation, path)
-            elif not info.description:
+                continue
+            if table is not None:
+                walk(table, path)
+            if not info.description:
                 missing.append(path)
 
     walk(Config, "")

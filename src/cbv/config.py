@@ -22,6 +22,12 @@ from pydantic import (
 
 from cbv.address import AddressError, parse_domain
 from cbv.cache_location import CacheKind, CacheLocation, parse_cache_location
+from cbv.egress.settings import (
+    EgressConfig,
+    check_egresses,
+    normalise_routes,
+    parse_proxy_url,
+)
 from cbv.endpoint import Endpoint, parse_endpoint, split_host_port
 
 DEFAULT_CONFIG_PATH = Path("/etc/cbv/cbv.toml")
@@ -172,7 +178,45 @@ class CalloutConfig(_Section):
     )
     source_address: str | None = Field(
         default=None,
-        description="local IP address to dial from; default: the system's choice",
+        description=(
+            "local IP address to dial from; default: the system's choice (the default egress, "
+            "docs/egress.md)"
+        ),
+    )
+    proxy: str = Field(
+        default="",
+        description=(
+            "\"socks5://[user:pass@]host:port\": every callout leaves through this proxy (short"
+            " for one [[callout.egress]])"
+        ),
+    )
+    egress: list[EgressConfig] = Field(
+        default_factory=list,
+        description=(
+            "[[callout.egress]] tables, the ways out (docs/egress.md); none: one direct egress"
+        ),
+    )
+    egress_routes: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description=(
+            "provider or domain -> egress name(s), \"*\" for the rest; several names form a pool"
+            " used in turn"
+        ),
+    )
+    egress_rest_after: int = Field(
+        default=3, ge=1, le=1000,
+        description=(
+            "an egress refused as blocked/listed by this many different hosts within "
+            "`egress_refusal_window` rests"
+        ),
+    )
+    egress_refusal_window: PositiveSeconds = Field(
+        default=600.0,
+        description="seconds over which refusals of an egress are counted",
+    )
+    egress_rest: PositiveSeconds = Field(
+        default=1800.0,
+        description="seconds a refused egress carries no callouts (the next eligible one does)",
     )
     map: dict[str, str] = Field(
         default_factory=dict,
@@ -195,6 +239,23 @@ class CalloutConfig(_Section):
         if not value or any(c.isspace() or c in "<>" for c in value):
             raise ValueError(f"helo_name {value!r} is not a host name")
         return value
+
+    @field_validator("egress_routes", mode="before")
+    @classmethod
+    def _check_egress_routes(cls, value: object) -> object:
+        return normalise_routes(value) if isinstance(value, dict) else value
+
+    @field_validator("proxy")
+    @classmethod
+    def _check_proxy(cls, value: str) -> str:
+        if value:
+            parse_proxy_url(value)
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _check_egresses(self) -> CalloutConfig:
+        check_egresses(self.egress, self.egress_routes, self.proxy, self.source_address)
+        return self
 
     @field_validator("map")
     @classmethod
@@ -680,6 +741,47 @@ class JobsConfig(_Section):
         return CacheLocation(CacheKind.SQLITE, path=str(beside) if beside else "")
 
 
+DEFAULT_DNSBL_ZONES = ["zen.spamhaus.org", "bl.spamcop.net", "b.barracudacentral.org",
+                       "ips.backscatterer.org"]
+
+
+class DoctorConfig(_Section):
+    """What `cbv doctor` checks against (docs/egress.md)."""
+
+    dnsbl_zones: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_DNSBL_ZONES),
+        description=(
+            "DNS blocklists each egress's public address is looked up in (the last is a "
+            "backscatter list)"
+        ),
+    )
+    test_host: str = Field(
+        default="gmail-smtp-in.l.google.com:25",
+        description="\"host[:port]\" whose SMTP greeting each egress must get",
+    )
+    timeout: PositiveSeconds = Field(
+        default=10.0,
+        description="seconds each network check may take",
+    )
+
+    @field_validator("dnsbl_zones")
+    @classmethod
+    def _check_zones(cls, value: list[str]) -> list[str]:
+        try:
+            return [parse_domain(zone) for zone in value]
+        except AddressError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("test_host")
+    @classmethod
+    def _check_test_host(cls, value: str) -> str:
+        split_host_port(value, 25)
+        return value
+
+    def test_target(self) -> tuple[str, int]:
+        return split_host_port(self.test_host, 25)
+
+
 class LogConfig(_Section):
     """`cbv serve` logs to stderr, one line per event and per decision."""
 
@@ -703,6 +805,7 @@ class Config(_Section):
     http: HttpConfig = Field(default_factory=HttpConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
+    doctor: DoctorConfig = Field(default_factory=DoctorConfig)
 
 
 def _describe(error: ValidationError, source: str) -> str:

@@ -8,8 +8,9 @@ import pytest
 
 from cbv.address import Address, parse_address
 from cbv.cache.memory import MemoryBackend
-from cbv.callout.connector import DirectConnector, Egress, Stream
+from cbv.callout.connector import DirectConnector, Stream
 from cbv.callout.plan import Target
+from cbv.egress.table import Egress
 from cbv.engine.assembly import assemble
 from cbv.engine.limits import CalloutLimits
 from cbv.engine.verifier import Verifier
@@ -65,7 +66,7 @@ async def test_callouts_connect_through_the_injected_connector(world: World) -> 
     [(target, egress)] = connector.dialled
     assert (target.host, target.ip, target.port) == ("mx1.example.test", "127.0.0.2",
                                                      config.callout.port)
-    assert egress == Egress(source_address="127.0.0.1")
+    assert (egress.name, egress.sources, egress.proxy) == ("direct", ("127.0.0.1",), None)
 
 
 async def test_a_connector_that_fails_is_a_connection_failure(world: World) -> None:

@@ -9,25 +9,24 @@ connectors and egress fields, not changes to the session.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Protocol
 
 from cbv.callout.networks import TargetPolicy
 from cbv.callout.plan import Target
+from cbv.egress.settings import DEFAULT_EGRESS
+from cbv.egress.table import Egress
 
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
-@dataclass(frozen=True, slots=True)
-class Egress:
-    """Where callouts leave from: by name (for logs, metrics and budgets), directly from
-    `source_address`, or the system's choice of address when it is None."""
-
-    name: str = "direct"
-    source_address: str | None = None
+DIRECT = Egress(DEFAULT_EGRESS, helo_name="localhost")  # the system's choice of address
 
 
-DIRECT = Egress()
+class EgressFailed(Exception):
+    """The egress itself failed (its proxy is down or refused us): try the next egress.
+
+    A failure to reach the mail exchanger is an OSError or TimeoutError instead.
+    """
 
 
 class Connector(Protocol):
@@ -41,7 +40,8 @@ class DirectConnector:
     """A plain TCP connection from this host, bound to the egress's source address."""
 
     async def connect(self, target: Target, egress: Egress) -> Stream:
-        local = (egress.source_address, 0) if egress.source_address else None
+        source = egress.source_for(target.ip)
+        local = (source, 0) if source else None
         return await asyncio.open_connection(target.ip, target.port, local_addr=local)
 
 

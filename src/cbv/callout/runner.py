@@ -13,15 +13,24 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from cbv.address import Address, AddressError, parse_address
-from cbv.callout.connector import Connector, DirectConnector, Egress, FilteredConnector
+from cbv.callout.connector import Connector, EgressFailed, FilteredConnector
 from cbv.callout.dialogue import Dialogue, Outcome, SessionSettings
 from cbv.callout.networks import TargetPolicy
 from cbv.callout.plan import Planner, Target
+from cbv.callout.refusals import refuses_the_egress
 from cbv.callout.session import Route, SessionOptions, TlsHandshakeFailed, run_session
+from cbv.callout.socks_connector import EgressConnector
 from cbv.config import CalloutConfig, Config, ConfigError
 from cbv.dns.resolver import Resolver
+from cbv.egress.pool import EgressPool, NoEgress
+from cbv.egress.table import Egress
 from cbv.model import Reason, SmtpReply, Stage, TranscriptLine, Verdict, utcnow
 from cbv.protocol.smtp import Reply
+
+
+def proxy_handshake_timeout(config: CalloutConfig) -> float:
+    """A proxy must take us in within half the connect timeout; the rest is for the target."""
+    return config.connect_timeout / 2
 
 
 def random_local_part() -> str:
@@ -139,6 +148,7 @@ class _Sessions:
     one_recipient_per_transaction: bool | None = None
     reached_a_host: bool = False
     tried_every_host: bool = False
+    egress_refusals: list[tuple[Egress, str]] = field(default_factory=list)  # (egress, host)
 
 
 _CONNECT_FAILURES = (Reason.CONNECTION_FAILED, Reason.TIMEOUT)
@@ -163,9 +173,12 @@ class CalloutRunner:
         resolver: Resolver,
         host_slots: HostSlots | None = None,
         connector: Connector | None = None,
+        *,
+        egresses: EgressPool,
     ) -> None:
         callout = config.callout
         self._config = callout
+        self._egresses = egresses
         self._host_slots: HostSlots = host_slots or UnlimitedHostSlots()
         policy = TargetPolicy(config.security.allowed_target_networks)
         self._planner = Planner(callout, resolver, policy)
@@ -176,10 +189,8 @@ class CalloutRunner:
             max_reply_bytes=callout.max_reply_bytes,
             tls_context=opportunistic_tls_context() if callout.starttls != "never" else None,
         )
-        self._route = Route(
-            FilteredConnector(connector or DirectConnector(), policy),
-            Egress(source_address=callout.source_address),
-        )
+        self._connector = FilteredConnector(
+            connector or EgressConnector(proxy_handshake_timeout(callout)), policy)
 
     @property
     def senders(self) -> tuple[str, ...]:
@@ -200,11 +211,15 @@ class CalloutRunner:
         deadline = started + self._config.total_timeout
         lines: list[TranscriptLine] | None = [] if transcript else None
         first = addresses[0]
-        plan = await self._planner.plan(self.mx_domain(first), first.literal_ip)
+        domain = self.mx_domain(first)
+        plan = await self._planner.plan(domain, first.literal_ip)
         if plan.failure is not None:
             sessions = _Sessions({a: _Decided(plan.failure, None) for a in addresses})
         else:
-            sessions = await self._sessions(addresses, plan.targets, deadline, lines, known)
+            sessions = await self._sessions(
+                domain, addresses, plan.targets, deadline, lines, known)
+        for egress, host in sessions.egress_refusals:
+            await self._egresses.refused(egress, host)
         verdicts = {
             address: self._verdict(address, sessions.decided[address], started, lines)
             for address in addresses
@@ -238,6 +253,7 @@ class CalloutRunner:
 
     async def _sessions(
         self,
+        domain: str,
         addresses: Sequence[Address],
         targets: Sequence[Target],
         deadline: float,
@@ -251,12 +267,21 @@ class CalloutRunner:
         last_failure = _Decided(
             Outcome(Reason.TIMEOUT, Stage.CONNECT, detail="callout budget exhausted"), None
         )
+        hosts = {target.host for target in targets}
+        egress = await self._egresses.choose(domain, hosts)
+        failed_egresses: set[str] = set()
         index = 0
         use_tls = self._options.tls_context is not None
         while pending and index < len(targets) and time.monotonic() < deadline:
+            if isinstance(egress, NoEgress):
+                last_failure = _Decided(Outcome(
+                    Reason.CONNECTION_FAILED if failed_egresses else Reason.RATE_LIMITED,
+                    Stage.CONNECT, detail=egress.detail), None)
+                sessions.reached_a_host = True  # the domain is not to blame
+                break
             target = targets[index]
             dialogue = Dialogue(
-                self._settings(target, use_tls, known, sessions, senders), pending,
+                self._settings(target, use_tls, known, sessions, senders, egress), pending,
                 sessions.sender_index,
                 catch_all=known.catch_all,
             )
@@ -268,13 +293,23 @@ class CalloutRunner:
                     )
                 else:
                     try:
-                        await run_session(
-                            target, dialogue, self._route, self._options, deadline, lines
-                        )
+                        await run_session(target, dialogue, Route(self._connector, egress),
+                                          self._options, deadline, lines)
                     except TlsHandshakeFailed:
                         use_tls = False  # the same host again, in plain text
                         continue
+                    except EgressFailed as exc:
+                        self._egresses.failed(egress, str(exc))
+                        failed_egresses.add(egress.name)
+                        egress = await self._egresses.choose(domain, hosts, failed_egresses)
+                        if isinstance(egress, NoEgress):
+                            egress = NoEgress(f"{exc}; {egress.detail}")
+                        continue  # the same host through the next egress
+                    self._egresses.succeeded(egress)
             self._observe(sessions, dialogue, admitted)
+            refusals = [*dialogue.outcomes.values(), dialogue.host_failure]
+            if any(refuses_the_egress(outcome) for outcome in refusals):
+                sessions.egress_refusals.append((egress, target.host))
             for address, outcome in dialogue.outcomes.items():
                 decided[address] = _Decided(outcome, target)
             still = dialogue.undecided
@@ -304,13 +339,13 @@ class CalloutRunner:
 
     def _settings(
         self, target: Target, use_tls: bool, known: DomainKnowledge, sessions: _Sessions,
-        senders: tuple[str, ...],
+        senders: tuple[str, ...], egress: Egress,
     ) -> SessionSettings:
         config = self._config
         probe = config.detect_catch_all and known.catch_all is None
         vrfy = config.try_vrfy_first is not False and known.vrfy_useful is not False
         return SessionSettings(
-            helo_name=config.helo_name,
+            helo_name=egress.helo_name,
             senders=senders,
             try_vrfy=vrfy,
             force_vrfy=vrfy and config.try_vrfy_first == "always",

@@ -7,9 +7,10 @@ import ssl
 import time
 from dataclasses import dataclass
 
-from cbv.callout.connector import Connector, Egress, Stream
+from cbv.callout.connector import Connector, EgressFailed, Stream
 from cbv.callout.dialogue import Dialogue, Quit, Send, StartTLS
 from cbv.callout.plan import Target
+from cbv.egress.table import Egress
 from cbv.model import Reason, Stage, TranscriptLine
 from cbv.protocol.smtp import Reply, ReplyError, ReplyParser, encode_command
 
@@ -143,17 +144,24 @@ async def run_session(
     """Run `dialogue` against `target` through `route`; failures are reported into the
     dialogue.
 
-    Raises TlsHandshakeFailed so the caller can retry the host without STARTTLS.
+    Raises TlsHandshakeFailed so the caller can retry the host without STARTTLS, and
+    EgressFailed so it can retry through the next egress.
     """
     log = _Transcript(transcript, f"{target.host}[{target.ip}]:{target.port}", time.monotonic())
-    log.add("*", "connecting")
+    log.add("*", f"connecting through egress {route.egress}")
     try:
         reader, writer = await _connect(target, route, options, deadline)
+    except EgressFailed as exc:
+        log.add("*", str(exc))
+        raise
     except TimeoutError:
+        log.add("*", "connect timed out")
         dialogue.connection_lost(Stage.CONNECT, Reason.TIMEOUT, "connect timed out")
         return
     except OSError as exc:
-        dialogue.connection_lost(Stage.CONNECT, Reason.CONNECTION_FAILED, exc.strerror or str(exc))
+        detail = exc.strerror or str(exc)
+        log.add("*", f"connect failed: {detail}")
+        dialogue.connection_lost(Stage.CONNECT, Reason.CONNECTION_FAILED, detail)
         return
     connection = _Connection(reader, writer, options, deadline, log)
     steps = dialogue.steps()

@@ -15,10 +15,12 @@ from typing import TypedDict, Unpack
 from cbv.cache.backend import CacheBackend, CacheError, Clock
 from cbv.cache.opening import open_cache
 from cbv.cache.redis_link import RedisLink
-from cbv.callout.connector import Connector, DirectConnector
+from cbv.callout.connector import Connector
 from cbv.callout.runner import CalloutRunner
 from cbv.config import Config, ConfigError
 from cbv.dns.resolver import DnspythonResolver, Resolver
+from cbv.egress.pool import EgressPool
+from cbv.engine.egress_ledger import build_egress_pool
 from cbv.engine.limits import CalloutLimits, PoolHostSlots
 from cbv.engine.observer import NO_OBSERVER, VerifierObserver
 from cbv.engine.singleflight import ProcessLocks, RedisLocks, SharedLocks
@@ -39,6 +41,7 @@ class Engine:
     runner: CalloutRunner
     clock: Clock  # epoch seconds; tests pass a fake one to travel in time
     observer: VerifierObserver
+    egresses: EgressPool
 
     async def aclose(self) -> None:
         """Make every stored verdict durable; close the cache if it was opened here."""
@@ -91,9 +94,10 @@ def assemble(config: Config, **injected: Unpack[Injected]) -> Engine:
         locks = RedisLocks(redis, lease) if redis else ProcessLocks()
     if resolver is None:
         resolver = DnspythonResolver(config.dns)
-    runner = CalloutRunner(
-        config, resolver, PoolHostSlots(limits.hosts), injected.get("connector", DirectConnector())
-    )
+    observer = injected.get("observer", NO_OBSERVER)
+    egresses = build_egress_pool(config.callout, redis, observer, clock)
+    runner = CalloutRunner(config, resolver, PoolHostSlots(limits.hosts),
+                           injected.get("connector"), egresses=egresses)
     return Engine(
         config=config,
         cache=cache,
@@ -103,5 +107,6 @@ def assemble(config: Config, **injected: Unpack[Injected]) -> Engine:
         resolver=resolver,
         runner=runner,
         clock=clock,
-        observer=injected.get("observer", NO_OBSERVER),
+        observer=observer,
+        egresses=egresses,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Literal, Protocol
 
+from cbv.egress.pool import EgressEvent, EgressState
 from cbv.model import Verdict
 
 Limit = Literal["domain_budget", "in_flight"]
@@ -30,6 +31,12 @@ class VerifierObserver(Protocol):
     def callout_finished(self, verdicts: Collection[Verdict], seconds: float) -> None:
         """The callout started last by this task is over; `verdicts` is empty if it failed."""
 
+    def egress_event(self, egress: str, event: EgressEvent) -> None:
+        """A callout went through `egress`, was refused, failed, or found it unavailable."""
+
+    def egress_state(self, egress: str, state: EgressState) -> None:
+        """`egress` is now in `state`."""
+
 
 class NoObserver:
     """The default: nothing is counted."""
@@ -47,6 +54,12 @@ class NoObserver:
         pass
 
     def callout_finished(self, verdicts: Collection[Verdict], seconds: float) -> None:
+        pass
+
+    def egress_event(self, egress: str, event: EgressEvent) -> None:
+        pass
+
+    def egress_state(self, egress: str, state: EgressState) -> None:
         pass
 
 

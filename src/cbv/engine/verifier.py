@@ -22,6 +22,7 @@ from cbv.cache.backend import CacheBackend
 from cbv.cache.records import Fact, Lifetimes, keeps_previous
 from cbv.callout.runner import NOTHING_KNOWN, DomainKnowledge
 from cbv.config import CacheConfig, Config
+from cbv.egress.pool import EgressPool
 from cbv.engine.assembly import Engine, Injected, assemble
 from cbv.engine.limits import GLOBAL_POOL
 from cbv.engine.singleflight import LocalFlights
@@ -144,6 +145,11 @@ class Verifier:
     @property
     def senders(self) -> tuple[str, ...]:
         return self._runner.senders
+
+    @property
+    def egresses(self) -> EgressPool:
+        """The ways out for callouts, their states and budgets (docs/egress.md)."""
+        return self._engine.egresses
 
     async def verify(
         self, address: str, *, transcript: bool = False, use_cache: bool = True
