@@ -44,6 +44,21 @@ class Step:
 
 
 @dataclass(slots=True)
+class EgressCounts:
+    """Since the daemon started: callouts through one egress, and what went wrong."""
+
+    state: str = "active"
+    callouts: int = 0
+    refusals: int = 0
+    failures: int = 0
+    unavailable: int = 0
+
+
+EGRESS_FIELDS = {"callout": "callouts", "refused": "refusals", "failed": "failures",
+                 "unavailable": "unavailable"}
+
+
+@dataclass(slots=True)
 class Pressure:
     waits: int = 0
     refusals: int = 0
@@ -60,6 +75,7 @@ class History:
         self._steps: deque[Step] = deque(maxlen=max(1, int(span / step)))
         self._recent: deque[dict[str, Any]] = deque(maxlen=recent)
         self._pressure: OrderedDict[str, Pressure] = OrderedDict()
+        self._egresses: dict[str, EgressCounts] = {}  # as many as the config names
         self._domains = domains
 
     def _now_step(self) -> Step:
@@ -102,6 +118,14 @@ class History:
         if len(self._pressure) > self._domains:
             self._pressure.popitem(last=False)
 
+    def egress_event(self, egress: str, event: str) -> None:
+        counts = self._egresses.setdefault(egress, EgressCounts())
+        field_name = EGRESS_FIELDS[event]
+        setattr(counts, field_name, getattr(counts, field_name) + 1)
+
+    def egress_state(self, egress: str, state: str) -> None:
+        self._egresses.setdefault(egress, EgressCounts()).state = state
+
     def snapshot(self) -> dict[str, Any]:
         """Everything the page draws, oldest first; decisions newest first."""
         now = self._clock()
@@ -116,6 +140,9 @@ class History:
             "recent": list(reversed(self._recent)),
             "pressure": [{"domain": domain, "waits": p.waits, "refusals": p.refusals,
                           "last": p.last} for domain, p in pressed[:PRESSURE_SHOWN]],
+            "egresses": [{"name": name, "state": c.state, "callouts": c.callouts,
+                          "refusals": c.refusals, "failures": c.failures,
+                          "unavailable": c.unavailable} for name, c in self._egresses.items()],
         }
 
     @property

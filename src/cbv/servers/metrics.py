@@ -7,9 +7,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Enum,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 from cbv.config import Config
+from cbv.egress.pool import EgressEvent, EgressState
 from cbv.engine.observer import Limit
 from cbv.jobs.model import Final
 from cbv.model import Result, Verdict
@@ -70,6 +78,13 @@ class Telemetry:
             "verdict, or to wait for a spent budget", ["why"], registry=r)
         self.job_items_in_hand = Gauge(
             "cbv_job_items_in_hand", "Job work items this daemon is verifying", registry=r)
+        self.egress_callouts = Counter(
+            "cbv_egress_callouts", "Callouts by egress: carried (callout), refused as blocked "
+            "or listed, failed (the egress itself), unavailable (resting, over budget)",
+            ["egress", "event"], registry=r)
+        self.egress_state = Enum(
+            "cbv_egress_state", "State of each egress", ["egress"],
+            states=[state.value for state in EgressState], registry=r)
         for listener in LISTENERS:  # present from the start, so rates work from zero
             self.requests.labels(listener)
             self.decision_seconds.labels(listener)
@@ -148,6 +163,14 @@ class EngineTelemetry:
 
     def callout_started(self) -> None:
         self._telemetry.in_flight.inc()
+
+    def egress_event(self, egress: str, event: EgressEvent) -> None:
+        self._telemetry.egress_callouts.labels(egress, event).inc()
+        self._history.egress_event(egress, event)
+
+    def egress_state(self, egress: str, state: EgressState) -> None:
+        self._telemetry.egress_state.labels(egress).state(state.value)
+        self._history.egress_state(egress, state.value)
 
     def callout_finished(self, verdicts: Collection[Verdict], seconds: float) -> None:
         telemetry = self._telemetry

@@ -43,6 +43,15 @@ class DomainPressure(BaseModel):
     last: float
 
 
+class EgressStatus(BaseModel):
+    name: str
+    state: str = Field(description="active, resting, over_budget or failing")
+    callouts: int
+    refusals: int = Field(description="callouts refused as blocked or listed")
+    failures: int = Field(description="connections the egress itself failed to open")
+    unavailable: int = Field(description="callouts it could not take (resting, over budget)")
+
+
 class Status(BaseModel):
     now: float
     uptime_seconds: float
@@ -52,6 +61,7 @@ class Status(BaseModel):
     pressure: list[DomainPressure] = Field(
         description="domains whose callouts waited for or were refused by a rate limit "
                     "in the last 10 minutes, most refused first")
+    egresses: list[EgressStatus] = Field(description="each egress since the daemon started")
 
 
 @cache
