@@ -21,6 +21,7 @@ from rich.progress import (
 from cbv.cli import render
 from cbv.cli.cache_cmd import cache
 from cbv.cli.demo import demo
+from cbv.cli.doctor import doctor
 from cbv.cli.inputs import InputError, read_addresses
 from cbv.cli.job_cmd import job
 from cbv.cli.resume import decided, still_to_verify
@@ -179,3 +180,4 @@ cli.add_command(demo)
 cli.add_command(cache)
 cli.add_command(serve)
 cli.add_command(job)
+cli.add_command(doctor)

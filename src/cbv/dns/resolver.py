@@ -131,19 +131,23 @@ def _negative_ttl(answer: dns.resolver.Answer | None, default: int) -> int:
     return default
 
 
+def stub_resolver(config: DnsConfig) -> dns.asyncresolver.Resolver:
+    """dnspython's async stub resolver on `config`'s nameservers, never the search list."""
+    servers = config.nameserver_addresses()
+    resolver = dns.asyncresolver.Resolver(configure=not servers)
+    if servers:
+        resolver.nameservers = [dns.nameserver.Do53Nameserver(host, port) for host, port in servers]
+    resolver.lifetime = config.timeout
+    resolver.timeout = min(config.timeout, 2.0)
+    resolver.use_search_by_default = False
+    return resolver
+
+
 class DnspythonResolver:
     """dnspython's async stub resolver with our cache, never the search list."""
 
     def __init__(self, config: DnsConfig) -> None:
-        servers = config.nameserver_addresses()
-        self._resolver = dns.asyncresolver.Resolver(configure=not servers)
-        if servers:
-            self._resolver.nameservers = [
-                dns.nameserver.Do53Nameserver(host, port) for host, port in servers
-            ]
-        self._resolver.lifetime = config.timeout
-        self._resolver.timeout = min(config.timeout, 2.0)
-        self._resolver.use_search_by_default = False
+        self._resolver = stub_resolver(config)
         self._negative_default = config.negative_ttl
         self._mx_cache: TtlCache[MxAnswer] = TtlCache(config.cache_size, config.negative_ttl)
         self._address_cache: TtlCache[AddressAnswer] = TtlCache(
