@@ -14,6 +14,7 @@ BENCHMARKS: dict[str, str] = {
     "cache": "bench.cache",
     "callout": "bench.callout",
     "compare": "bench.compare_verifiers",
+    "egress": "bench.egress",
     "fair": "bench.fair",
     "flood": "bench.flood",
     "frontends": "bench.frontends",

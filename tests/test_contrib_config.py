@@ -14,7 +14,7 @@ from cbv.config import Config, config_from_dict, load_config
 from cbv.policy.rules import DEFAULT_ERROR, DEFAULT_QUARANTINE, DEFAULT_REPLIES
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "contrib" / "cbv.toml"
-HEADER = re.compile(r"^(?:#\s*)?\[([^\]]+)\]\s*(?:#.*)?$")
+HEADER = re.compile(r"^(?:#\s*)?\[\[?([^\[\]]+)\]\]?\s*(?:#.*)?$")  # [table], [[array]]
 DOMAIN_TABLE = 'policy.domains."example.com"'
 DYNAMIC = {("callout", "helo_name")}
 
@@ -67,10 +67,12 @@ def sections(model: type[BaseModel], prefix: str = "") -> dict[str, type[BaseMod
 
 
 def default_of(model: type[BaseModel], name: str) -> Any:
+    """None for a required key (an egress's name): the example shows any value."""
     info = model.model_fields[name]
     if info.default is not PydanticUndefined:
         return info.default
-    assert info.default_factory is not None
+    if info.default_factory is None:
+        return None
     return info.default_factory()  # type: ignore[call-arg]
 
 

@@ -179,8 +179,8 @@ class CalloutConfig(_Section):
     source_address: str | None = Field(
         default=None,
         description=(
-            "local IP address to dial from; default: the system's choice (the default egress, "
-            "docs/egress.md)"
+            "local IP address to dial from; default: the system's choice (also for egress tables"
+            " that name neither address nor proxy)"
         ),
     )
     proxy: str = Field(

@@ -49,7 +49,6 @@ def test_the_short_form_proxy_is_one_proxy_egress() -> None:
     ({"egress": [{"name": "a", "source_address": ["::1", "::2"]}]}, "at most one IPv4"),
     ({"egress": [{"name": "a b"}]}, "letters, digits"),
     ({"egress": [{"name": "a"}], "proxy": "socks5://h:1"}, "not both"),
-    ({"egress": [{"name": "a"}], "source_address": "192.0.2.1"}, "its own source_address"),
     ({"egress": [{"name": "a", "daily_budget": 0}]}, "greater than or equal to 1"),
     ({"egress_routes": {"x.test": []}}, "at least one egress"),
 ])
@@ -57,6 +56,14 @@ def test_bad_egress_settings_are_one_clear_line(callout: dict[str, object], word
     with pytest.raises(ConfigError, match=words) as caught:
         config_from_dict({"callout": callout})
     assert "\n" not in str(caught.value)
+
+
+def test_an_egress_naming_no_address_leaves_from_the_callout_source_address() -> None:
+    config = config_from_dict({"callout": {"source_address": "192.0.2.9", "egress": [
+        {"name": "a"}, {"name": "b", "source_address": "192.0.2.10"},
+        {"name": "c", "proxy": "socks5://10.0.0.5:1080"}]}})
+    sources = [egress.sources for egress in egresses_from_config(config.callout)]
+    assert sources == [("192.0.2.9",), ("192.0.2.10",), ()]
 
 
 def test_the_most_specific_route_wins_and_matches_mail_exchangers() -> None:
@@ -129,3 +136,9 @@ async def test_a_resting_egress_gives_its_traffic_to_the_next_one() -> None:
     assert [await egresses.choose("x.test", []) for _ in range(3)] == [B, B, B]
     clock.now += RULE.rest
     assert A in [await egresses.choose("x.test", []) for _ in range(2)]
+
+
+def test_a_bad_proxy_url_never_shows_its_password() -> None:
+    with pytest.raises(ConfigError, match="bad port") as caught:
+        config_from_dict({"callout": {"proxy": "socks5://cbv:hunter2@10.0.0.5:99999"}})
+    assert "hunter2" not in str(caught.value) and "cbv:***@" in str(caught.value)

@@ -34,25 +34,42 @@ class ProxyAddress:
         return f"socks5://{user}{host}:{self.port}"
 
 
+def _redacted(text: str) -> str:
+    """The URL as errors may show it: without its password."""
+    head, at, host = text.strip().rpartition("@")
+    if not at:
+        return text.strip()
+    scheme, sep, credentials = head.partition("://")
+    user = credentials.partition(":")[0]
+    return f"{scheme}{sep}{user}:***@{host}"
+
+
 def parse_proxy_url(text: str) -> ProxyAddress:
     """"socks5://[user:pass@]host:port"; user and password percent-encoded, at most 255 bytes."""
+    try:
+        return _parse_proxy_url(text)
+    except ValueError as exc:
+        raise ValueError(f"proxy {_redacted(text)!r}: {exc}") from None
+
+
+def _parse_proxy_url(text: str) -> ProxyAddress:
     url = urlsplit(text.strip())
     if url.scheme.lower() not in ("socks5", "socks5h"):
-        raise ValueError(f"proxy {text!r}: only socks5://[user:pass@]host:port is supported")
+        raise ValueError("only socks5://[user:pass@]host:port is supported")
     if url.path not in ("", "/") or url.query or url.fragment:
-        raise ValueError(f"proxy {text!r}: expected socks5://[user:pass@]host:port, nothing after")
+        raise ValueError("expected socks5://[user:pass@]host:port, nothing after")
     try:
         port = url.port or SOCKS_PORT
     except ValueError:
-        raise ValueError(f"proxy {text!r}: bad port") from None
+        raise ValueError("bad port") from None
     if not url.hostname:
-        raise ValueError(f"proxy {text!r}: no host")
+        raise ValueError("no host")
     username = unquote(url.username or "")
     password = unquote(url.password or "")
     if len(username.encode()) > 255 or len(password.encode()) > 255:
-        raise ValueError(f"proxy {text!r}: username and password are at most 255 bytes each")
+        raise ValueError("username and password are at most 255 bytes each")
     if bool(username) != bool(password):
-        raise ValueError(f"proxy {text!r}: give both a username and a password, or neither")
+        raise ValueError("give both a username and a password, or neither")
     return ProxyAddress(url.hostname, port, username, password)
 
 
@@ -168,8 +185,6 @@ def check_egresses(
     """The [callout] keys about egresses, taken together."""
     if egresses and proxy:
         raise ValueError("set [callout] proxy or [[callout.egress]] tables, not both")
-    if egresses and source_address:
-        raise ValueError("with [[callout.egress]] tables, give each its own source_address")
     if proxy and source_address:
         raise ValueError("set [callout] proxy or source_address, not both")
     names = [egress.name for egress in egresses]

@@ -6,7 +6,13 @@ import ipaddress
 from dataclasses import dataclass
 
 from cbv.config import CalloutConfig
-from cbv.egress.settings import DEFAULT_EGRESS, PROXY_EGRESS, ProxyAddress, parse_proxy_url
+from cbv.egress.settings import (
+    DEFAULT_EGRESS,
+    PROXY_EGRESS,
+    EgressConfig,
+    ProxyAddress,
+    parse_proxy_url,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +48,13 @@ class Egress:
         return f"{self.name} ({', '.join(self.sources) or 'direct'})"
 
 
+def default_sources(table: EgressConfig, config: CalloutConfig) -> tuple[str, ...]:
+    """An egress naming neither a source address nor a proxy leaves from [callout]'s."""
+    if table.proxy or not config.source_address:
+        return ()
+    return (config.source_address,)
+
+
 def egresses_from_config(config: CalloutConfig) -> tuple[Egress, ...]:
     """The [[callout.egress]] tables; without any, one egress as [callout] describes it."""
     if config.proxy:
@@ -53,7 +66,7 @@ def egresses_from_config(config: CalloutConfig) -> tuple[Egress, ...]:
         Egress(
             name=table.name,
             helo_name=table.helo_name or config.helo_name,
-            sources=tuple(table.source_address),
+            sources=tuple(table.source_address) or default_sources(table, config),
             proxy=table.proxy_address,
             public_address=table.public_address,
             daily_budget=table.daily_budget,
