@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from cbv.engine.verifier import Verifier
 from cbv.model import Reason, Result
 from cbv.testing import MXScript, Reply, start_farm
@@ -74,7 +76,9 @@ async def test_an_egress_blocked_by_several_hosts_rests_and_the_next_takes_over(
     assert world.server("127.0.0.9").connections == 0
 
 
-async def test_a_resting_egress_hands_its_traffic_to_the_next(world: World) -> None:
+async def test_a_resting_egress_hands_its_traffic_to_the_next(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
     blocked = MXScript(banner=BLOCKED)
     await domains(world, {"one.test": ("127.0.0.2", blocked), "two.test": ("127.0.0.3", blocked),
                           "fine.test": ("127.0.0.9", MXScript(catch_all=True))})
@@ -88,3 +92,6 @@ async def test_a_resting_egress_hands_its_traffic_to_the_next(world: World) -> N
             verdict = await verifier.verify(f"user{n}@fine.test", use_cache=False)
             assert verdict.result is Result.PASS
     assert [peer for peer, _ in sessions(world, "127.0.0.9")] == ["127.0.0.52"] * 4
+    rests = [r.getMessage() for r in caplog.records if r.name == "cbv.egress"]
+    assert rests == ["egress one refused as blocked or listed by several hosts (last "
+                     "mx.two.test); it rests 1800 s"]
