@@ -18,7 +18,8 @@ def outcome(reason: Reason, code: int, text: str) -> Outcome:
     (Reason.VERIFIER_REJECTED, 554, "5.7.1 Service unavailable; Client host [192.0.2.1] "
                                     "blocked using zen.spamhaus.org"),
     (Reason.POLICY_REJECTION, 550, "5.7.1 Your IP is listed on bl.spamcop.net"),
-    (Reason.TEMPFAIL, 421, "4.7.0 Poor reputation, try again later"),
+    (Reason.TEMPFAIL, 421, "4.7.0 Your IP has a poor reputation, try again later"),
+    (Reason.CLIENT_BLOCKED, 550, "5.7.1 anything the classifier called a client block"),
     (Reason.VERIFIER_REJECTED, 550, "RBL: b.barracudacentral.org"),
 ])
 def test_blocks_and_listings_refuse_the_egress(reason: Reason, code: int, text: str) -> None:

@@ -66,7 +66,7 @@ async def test_an_egress_blocked_by_several_hosts_rests_and_the_next_takes_over(
     async with Verifier(world.config(callout=callout)) as verifier:
         for domain in ("one.test", "two.test", "three.test"):
             verdict = await verifier.verify(f"x@{domain}", use_cache=False)
-            assert verdict.reason is Reason.VERIFIER_REJECTED
+            assert verdict.reason is Reason.CLIENT_BLOCKED
             verdict = await verifier.verify(f"x@{domain}", use_cache=False)  # through "two"
         assert verifier.egresses.state("one").value == "resting"
         assert verifier.egresses.state("two").value == "resting"

@@ -53,7 +53,7 @@ async def test_a_rest_learned_by_one_daemon_is_kept_by_the_other(world: World, r
     async with Verifier(cfg) as first, Verifier(cfg) as second:
         for domain in ("one.test", "two.test"):
             verdict = await first.verify(f"x@{domain}", use_cache=False)
-            assert verdict.reason is Reason.VERIFIER_REJECTED
+            assert verdict.reason is Reason.CLIENT_BLOCKED
         verdict = await second.verify("x@fine.test", use_cache=False)
     assert verdict.reason is Reason.RATE_LIMITED
     assert verdict.detail is not None and "listed resting" in verdict.detail
