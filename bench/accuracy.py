@@ -30,7 +30,7 @@ DOCS = ROOT / "docs" / "accuracy.md"
 STAGES = ("banner", "ehlo", "mail", "rcpt")
 RESULTS = {result.value: result for result in Result}
 HOSTS_PER_NET = 200
-CONCURRENCY = 64
+CONCURRENCY = 16  # a loaded CI machine answers every callout well inside its timeouts
 LOCAL_PART = "someone"
 
 
@@ -137,9 +137,9 @@ def _host(index: int) -> str:
 
 def _config(dns: FakeDNS, port: int) -> Config:
     return config_from_dict({
-        "dns": {"nameservers": [dns.nameserver], "timeout": 2.0},
-        "callout": {"port": port, "helo_name": "verifier.cbv.test", "connect_timeout": 5.0,
-                    "command_timeout": 5.0, "total_timeout": 15.0},
+        "dns": {"nameservers": [dns.nameserver], "timeout": 20.0},
+        "callout": {"port": port, "helo_name": "verifier.cbv.test", "connect_timeout": 20.0,
+                    "command_timeout": 20.0, "total_timeout": 60.0},
         "security": {"allowed_target_networks": ["127.0.0.0/8"]},
         "cache": {"url": "memory://"},
         "limits": {"domain_burst": 100_000},

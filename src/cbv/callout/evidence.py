@@ -108,7 +108,8 @@ POLICY = re.compile(
     r"block|black.?list|deny.?list|\brbl\b|dnsbl|reputation|polic(?:y|ies)|"
     r"relay|not permitted|access denied|denied|refused|prohibited|spam|abuse|"
     r"rejected due to|too many|rate limit|banned|not authori[sz]ed|authentication required|"
-    r"administrative|security|restricted",
+    r"administrative|security|restricted|not allowed to (?:send|relay|mail|deliver)|"
+    r"\bcontent\b|content filter",
     _I,
 )
 
