@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -11,11 +11,13 @@ import pytest_asyncio
 
 from cbv.address import parse_address
 from cbv.cache.memory import MemoryBackend
+from cbv.cache.records import CachedVerdict
+from cbv.engine.polling import poll_until
 from cbv.engine.verifier import Verifier
 from cbv.model import Reason, Result, Stage
 from cbv.testing import MXScript, Reply, ScriptedMX
 from tests.cache.helpers import FakeClock
-from tests.waiting import until
+from tests.waiting import WITHIN, until
 from tests.world import World
 
 ALICE = "alice@example.test"
@@ -53,6 +55,13 @@ async def wait_for_connections(mx: ScriptedMX, count: int) -> None:
     assert mx.connections == count
     async with asyncio.timeout(5):
         await mx.wait_idle()
+
+
+async def wait_for_stored(cache: MemoryBackend, address: str,
+                          done: Callable[[CachedVerdict | None], bool], what: str) -> None:
+    """The background refresh has stored its verdict (dialling is not yet storing)."""
+    record = await poll_until(lambda: cache.get(parse_address(address)), done, WITHIN)
+    assert done(record), f"not within {WITHIN:g} s: {what}"
 
 
 async def test_a_repeat_is_answered_from_the_cache_with_its_original_provenance(
@@ -100,7 +109,9 @@ async def test_past_refresh_time_a_pass_is_answered_at_once_and_renewed_behind(
         stale = await verifier.verify(ALICE)
         assert stale.cached and stale.checked_at == first.checked_at
         await wait_for_connections(setup.mx, 2)
-        await verifier.flush()
+        await wait_for_stored(
+            setup.cache, ALICE,
+            lambda r: r is not None and r.verdict.checked_at > first.checked_at, "the renewal")
         renewed = await verifier.verify(ALICE)
     assert renewed.cached and renewed.checked_at > first.checked_at
     assert setup.mx.rcpts.count(ALICE) == 2
@@ -132,7 +143,9 @@ async def test_a_refresh_that_ends_in_failure_replaces_the_pass(setup: Setup) ->
         setup.clock.advance(86_400 + 1)
         await verifier.verify(ALICE)
         await wait_for_connections(setup.mx, 2)
-        await verifier.flush()
+        await wait_for_stored(setup.cache, ALICE,
+                              lambda r: r is not None and r.verdict.result is Result.FAIL,
+                              "the failure replacing the pass")
         replaced = await verifier.verify(ALICE)
     assert (replaced.result, replaced.reason, replaced.cached) == (
         Result.FAIL, Reason.MAILBOX_UNKNOWN, True)
