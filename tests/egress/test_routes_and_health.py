@@ -142,3 +142,15 @@ def test_a_bad_proxy_url_never_shows_its_password() -> None:
     with pytest.raises(ConfigError, match="bad port") as caught:
         config_from_dict({"callout": {"proxy": "socks5://cbv:hunter2@10.0.0.5:99999"}})
     assert "hunter2" not in str(caught.value) and "cbv:***@" in str(caught.value)
+
+
+def test_an_egress_dials_each_family_from_its_own_address() -> None:
+    dual = Egress("dual", "v.example.net", ("192.0.2.1", "2001:db8::1"))
+    assert dual.source_for("198.51.100.7") == "192.0.2.1"
+    assert dual.source_for("2001:db8:25::25") == "2001:db8::1"
+    assert Egress("any", "v.example.net").source_for("2001:db8::25") is None
+
+
+def test_an_ipv4_only_egress_cannot_dial_ipv6_and_says_so() -> None:
+    with pytest.raises(OSError, match="egress a has no IPv6 source address"):
+        A.source_for("2001:db8::25")

@@ -95,3 +95,18 @@ async def test_a_resting_egress_hands_its_traffic_to_the_next(
     rests = [r.getMessage() for r in caplog.records if r.name == "cbv.egress"]
     assert rests == ["egress one refused as blocked or listed by several hosts (last "
                      "mx.two.test); it rests 1800 s"]
+
+
+async def test_a_dual_stack_egress_dials_ipv6_from_its_ipv6_address(world: World) -> None:
+    farm = await start_farm({"::1": MXScript(catch_all=True)})
+    world.farms.append(farm)
+    world.dns.add_aaaa("mx.v6.test", "::1")
+    world.dns.add_mx("v6.test", [(10, "mx.v6.test")])
+    egress = {"name": "dual", "source_address": ["127.0.0.51", "::1"],
+              "helo_name": "dual.verifier.test"}
+    config = world.config(None, callout={"egress": [egress]},
+                          security={"allowed_target_networks": ["127.0.0.0/8", "::1/128"]})
+    async with Verifier(config) as verifier:
+        verdict = await verifier.verify("x@v6.test", use_cache=False)
+    assert (verdict.result, verdict.ip) == (Result.PASS, "::1")
+    assert sessions(world, "::1") == [("::1", "EHLO dual.verifier.test")]
