@@ -125,6 +125,9 @@ async def test_a_refresh_that_ends_transient_keeps_the_pass(setup: Setup) -> Non
         setup.clock.advance(86_400 + 1)
         assert (await verifier.verify(ALICE)).cached
         await wait_for_connections(setup.mx, 2)
+        await wait_for_stored(setup.cache, ALICE,
+                              lambda r: r is not None and r.refresh_at > setup.clock(),
+                              "the pass put back with a later refresh time")
         for _ in range(3):
             kept = await verifier.verify(ALICE)
             assert (kept.result, kept.cached, kept.checked_at) == (Result.PASS, True,
