@@ -116,6 +116,8 @@ class RequestParser:
         if self._whole is not None:
             whole, self._whole = self._whole, None
             return self._parse(whole[:-2])
+        if not self._buffer:
+            return None
         while (end := self._find_end()) is not None:
             body_end, next_start = end
             body = bytes(self._buffer[:body_end])

@@ -32,7 +32,18 @@ LOG = logging.getLogger("cbv.server")
 MAX_PIPELINED = 64  # parsed requests held before reading from the client pauses
 
 Event = TypeVar("Event")
+Event_co = TypeVar("Event_co", covariant=True)
 Respond = Callable[[Answered, Generation], bytes]
+
+
+class IncrementalParser(Protocol[Event_co]):
+    """A sans-I/O request parser as the connection drives it: bytes in as they are read,
+    requests out only as the connection has room for them."""
+
+    def receive(self, data: bytes) -> None: ...
+
+    def next_event(self) -> Event_co | None:
+        """The next complete request, parsed only now; None until more bytes come."""
 
 
 class StreamTransport(Protocol):
@@ -78,9 +89,11 @@ class RequestConnection(asyncio.Protocol, Generic[Event]):
     listener: ClassVar[str]  # the [server] key, for logs, metrics and the connection cap
     one_shot = False  # answer one request, then close (the smtpcbd protocol)
 
-    def __init__(self, runtime: Runtime, tracker: ConnectionTracker) -> None:
+    def __init__(self, runtime: Runtime, tracker: ConnectionTracker,
+                 parser: IncrementalParser[Event]) -> None:
         self._runtime = runtime
         self._tracker = tracker
+        self._parser = parser
         self._transport: StreamTransport | None = None
         self._admitted = False
         self._pending: deque[Event] = deque()
@@ -92,14 +105,6 @@ class RequestConnection(asyncio.Protocol, Generic[Event]):
         self._eof = False
         self._closing = False
         self.last_active = time.monotonic()
-
-    def receive(self, data: bytes) -> None:
-        """Hand bytes to the parser; requests are taken out with `next_request()`."""
-        raise NotImplementedError
-
-    def next_request(self) -> Event | None:
-        """The next complete request, parsed only now; None until more bytes come."""
-        raise NotImplementedError
 
     def receive_end(self) -> None:
         """The client closed its side (a last line may then come without its newline)."""
@@ -153,7 +158,7 @@ class RequestConnection(asyncio.Protocol, Generic[Event]):
         byte by byte (slowloris) is closed after `idle_timeout` like a silent one."""
         if self._transport is None or (self._closing and self.one_shot):
             return
-        self.receive(data)
+        self._parser.receive(data)
         if self._take_requests():
             self.last_active = time.monotonic()
             self._start_worker()
@@ -205,19 +210,24 @@ class RequestConnection(asyncio.Protocol, Generic[Event]):
 
     def _take_requests(self) -> bool:
         """Parse requests into the queue while it has room; reading pauses while it is
-        full and resumes once it has drained to half. True if any was taken."""
+        full and resumes once it has drained to half. True if any was taken.
+
+        Complete requests are left in the parser only when the queue filled up, which
+        pauses reading: so while reading is not paused there is nothing more to take
+        until more bytes come."""
         pending = self._pending
         before = len(pending)
-        while len(pending) < MAX_PIPELINED and (request := self.next_request()) is not None:
+        next_event = self._parser.next_event
+        while len(pending) < MAX_PIPELINED and (request := next_event()) is not None:
             pending.append(request)
-        transport = self._open_transport()
-        if transport is not None:
-            if len(pending) >= MAX_PIPELINED and not self._reading_paused:
+        if len(pending) >= MAX_PIPELINED:
+            if not self._reading_paused and (transport := self._open_transport()) is not None:
                 self._reading_paused = True
                 transport.pause_reading()
-            elif self._reading_paused and len(pending) < MAX_PIPELINED // 2:
-                self._reading_paused = False
-                transport.resume_reading()
+        elif (self._reading_paused and len(pending) < MAX_PIPELINED // 2
+              and (transport := self._open_transport()) is not None):
+            self._reading_paused = False
+            transport.resume_reading()
         return len(pending) > before
 
     def _start_worker(self) -> None:
@@ -244,7 +254,7 @@ class RequestConnection(asyncio.Protocol, Generic[Event]):
         if self.one_shot:
             self._pending.clear()
             self._closing = True
-        else:
+        elif self._reading_paused:
             self._take_requests()
         if self._pending:
             self._start_worker()
@@ -255,7 +265,8 @@ class RequestConnection(asyncio.Protocol, Generic[Event]):
         if not self._pending:
             return None
         request = self._pending.popleft()
-        self._take_requests()
+        if self._reading_paused:
+            self._take_requests()
         return request
 
     async def _work(self) -> None:

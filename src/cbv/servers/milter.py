@@ -161,33 +161,21 @@ def message_changes(marks: list[Decision], subject: str | None, headers_seen: bo
     return changes
 
 
-class MilterConnection(RequestConnection[MilterEvent]):
-    """One MTA connection: many SMTP sessions (QUIT_NC) and transactions (ABORT) on it."""
+class MilterCommands:
+    """The MTA's commands, decoded as the connection takes them; a stream that breaks the
+    protocol (or ends inside a packet) is one ProtocolBreak, then nothing more."""
 
-    listener = "milter"
-
-    def __init__(self, runtime: Runtime, tracker: ConnectionTracker) -> None:
-        super().__init__(runtime, tracker)
-        config = runtime.generation.config
-        needs = milter_needs(config.policy)
-        self._at_recipient = Step.RCPT in needs.decide
-        self._sees_headers = Step.HEADER in needs.observe
-        self._session = FilterSession(needs)
+    def __init__(self, max_data: int) -> None:
         # The length field counts the command byte as well as the data.
-        self._decoder = CommandDecoder(max_packet=config.server.milter_max_packet + 1)
+        self._decoder = CommandDecoder(max_packet=max_data + 1)
         self._broken = False
         self._ended = False
-        self._id = next(_connection_ids)
-        self._messages = itertools.count(1)
-        self._client = ""
-        self._transaction = self._new_transaction()
-        self._prefetching: set[asyncio.Task[Answered]] = set()
 
     def receive(self, data: bytes) -> None:
         if not self._broken:
             self._decoder.receive(data)
 
-    def next_request(self) -> MilterEvent | None:
+    def next_event(self) -> MilterEvent | None:
         if self._broken:
             return None
         try:
@@ -201,8 +189,35 @@ class MilterConnection(RequestConnection[MilterEvent]):
                                  f"({self._decoder.pending} bytes)")
         return command
 
-    def receive_end(self) -> None:
+    def end_of_input_reached(self) -> None:
         self._ended = True
+
+    def stop(self) -> None:
+        """Take nothing more from this connection."""
+        self._broken = True
+
+
+class MilterConnection(RequestConnection[MilterEvent]):
+    """One MTA connection: many SMTP sessions (QUIT_NC) and transactions (ABORT) on it."""
+
+    listener = "milter"
+
+    def __init__(self, runtime: Runtime, tracker: ConnectionTracker) -> None:
+        config = runtime.generation.config
+        self._commands = MilterCommands(config.server.milter_max_packet)
+        super().__init__(runtime, tracker, self._commands)
+        needs = milter_needs(config.policy)
+        self._at_recipient = Step.RCPT in needs.decide
+        self._sees_headers = Step.HEADER in needs.observe
+        self._session = FilterSession(needs)
+        self._id = next(_connection_ids)
+        self._messages = itertools.count(1)
+        self._client = ""
+        self._transaction = self._new_transaction()
+        self._prefetching: set[asyncio.Task[Answered]] = set()
+
+    def receive_end(self) -> None:
+        self._commands.end_of_input_reached()
 
     async def answer(self, request: MilterEvent) -> bytes:
         if isinstance(request, ProtocolBreak):
@@ -237,7 +252,7 @@ class MilterConnection(RequestConnection[MilterEvent]):
     def _give_up(self, reason: str) -> bytes:
         event(LOG, logging.WARNING, "milter protocol error, connection closed", reason=reason)
         self._runtime.telemetry.failed("milter", "protocol_error")
-        self._broken = True
+        self._commands.stop()
         self.drop_pending()
         self.close_when_idle()
         return b""

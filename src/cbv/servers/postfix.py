@@ -72,14 +72,7 @@ class PolicyConnection(RequestConnection[PolicyEvent]):
     listener = "policy"
 
     def __init__(self, runtime: Runtime, tracker: ConnectionTracker) -> None:
-        super().__init__(runtime, tracker)
-        self._parser = RequestParser()
-
-    def receive(self, data: bytes) -> None:
-        self._parser.receive(data)
-
-    def next_request(self) -> PolicyEvent | None:
-        return self._parser.next_event()
+        super().__init__(runtime, tracker, RequestParser())
 
     async def answer(self, request: PolicyEvent) -> bytes:
         started = time.perf_counter()

@@ -75,17 +75,11 @@ class CallbackConnection(RequestConnection[CallbackEvent]):
     one_shot = True
 
     def __init__(self, runtime: Runtime, tracker: ConnectionTracker) -> None:
-        super().__init__(runtime, tracker)
-        self._parser = LineParser()
-
-    def receive(self, data: bytes) -> None:
-        self._parser.receive(data)
-
-    def next_request(self) -> CallbackEvent | None:
-        return self._parser.next_event()
+        self._lines = LineParser()
+        super().__init__(runtime, tracker, self._lines)
 
     def receive_end(self) -> None:
-        self._parser.end_of_input_reached()
+        self._lines.end_of_input_reached()
 
     async def answer(self, request: CallbackEvent) -> bytes:
         started = time.perf_counter()
