@@ -5,8 +5,9 @@ In one run, each server in a process of its own and the load from this one:
 1. a reference policy server (the least asyncio can do: parse, look the sender up in a
    dict, answer) and cbv's policy listener (site policy, verifier and its memory cache,
    one JSON log line per decision, written to a file) are each driven by 50 persistent
-   connections, one request in flight on each, for the maximum rate; rounds alternate
-   between the two so a change in the machine's load hits both alike;
+   connections, one request in flight on each, for the maximum rate, and cbv again on
+   uvloop (`[server] event_loop`); rounds alternate between the three so a change in the
+   machine's load hits all alike;
 2. cbv, then the reference, at half of cbv's maximum rate, for latency percentiles;
 3. each holding 1,000 idle client connections, for resident memory.
 
@@ -77,6 +78,7 @@ class Results:
     scale: Scale
     reference_max: Measured = field(default_factory=Measured)
     cbv_max: Measured = field(default_factory=Measured)
+    uvloop_max: Measured = field(default_factory=Measured)  # cbv on uvloop (cbv[speed])
     half_rate: float = 0.0
     cbv_half: Run = field(default_factory=Run)
     reference_half: Run = field(default_factory=Run)
@@ -132,18 +134,24 @@ async def warm_up(address: str, senders: list[str]) -> dict[str, str]:
     return answers
 
 
-async def compare(cbv: Helper, reference: Helper, scale: Scale) -> Results:
+async def compare(cbv: Helper, reference: Helper, scale: Scale,
+                  on_uvloop: Helper) -> Results:
     results = Results(scale)
     senders = scale.sender_list()
     requests = requests_for(senders, 20_000)
     ours = await connect(cbv.info["address"], scale.connections)
     theirs = await connect(reference.info["address"], scale.connections)
+    uvloops = await connect(on_uvloop.info["address"], scale.connections)
     warm = min(1.0, scale.seconds)
     results.cbv_decisions += (await closed_loop(ours, requests, warm)).answered
     await closed_loop(theirs, requests, warm)
+    await closed_loop(uvloops, requests, warm)
     for _ in range(scale.rounds):
         await timed_round(reference, theirs, requests, scale.seconds, results.reference_max)
         await timed_round(cbv, ours, requests, scale.seconds, results.cbv_max)
+        await timed_round(on_uvloop, uvloops, requests, scale.seconds, results.uvloop_max)
+    for client in uvloops:
+        client.close()
     results.half_rate = results.cbv_max.rate / 2
     results.cbv_half = await open_loop(ours, requests, results.half_rate, scale.seconds)
     results.reference_half = await open_loop(theirs, requests, results.half_rate, scale.seconds)
@@ -166,14 +174,18 @@ def run(scale: Scale) -> Results:
         log_path = Path(tmp) / "decisions.jsonl"
         cbv = Helper("cbv policy", cbv_server, str(log_path))
         reference: Helper | None = None
+        on_uvloop: Helper | None = None
         try:
             answers = asyncio.run(warm_up(cbv.info["address"], senders))
             reference = Helper("reference policy", reference_server, answers)
-            results = asyncio.run(compare(cbv, reference, scale))
+            on_uvloop = Helper("cbv policy on uvloop", cbv_server,
+                               str(Path(tmp) / "uvloop-decisions.jsonl"), "uvloop")
+            asyncio.run(warm_up(on_uvloop.info["address"], senders))
+            results = asyncio.run(compare(cbv, reference, scale, on_uvloop))
         finally:
-            cbv.stop()
-            if reference is not None:
-                reference.stop()
+            for helper in (cbv, reference, on_uvloop):
+                if helper is not None:
+                    helper.stop()
         with log_path.open(encoding="utf-8") as log:
             results.log_lines = sum(1 for line in log if '"event":"decision"' in line)
     return results
@@ -198,6 +210,7 @@ def _rss(rss: tuple[float, float, int]) -> str:
 
 def report(results: Results, quick: bool) -> str:
     ref, ours, scale = results.reference_max, results.cbv_max, results.scale
+    uvloop = results.uvloop_max
     cbv_half, ref_half = results.cbv_half, results.reference_half
     assert ours.best is not None
     mix = ", ".join(f"`{kind}` {count:,}" for kind, count in sorted(ours.best.answers.items()))
@@ -218,8 +231,9 @@ def report(results: Results, quick: bool) -> str:
         f"{scale.senders} senders all cached; best of {scale.rounds} alternating "
         f"{scale.seconds:.0f} s runs. The reference is a 20-line asyncio policy server "
         "answering from a dict; cbv runs its real daemon (memory cache, site policy, one "
-        "JSON log line per decision to a file). Each server and the load generator run "
-        "in processes of their own.",
+        "JSON log line per decision to a file) on asyncio's event loop, and again on "
+        "uvloop (`cbv[speed]`), the three alternating round by round. Each server and the "
+        "load generator run in processes of their own.",
         "",
         "| measurement | reference | cbv | cbv / reference |",
         "|---|---:|---:|---:|",
@@ -227,6 +241,10 @@ def report(results: Results, quick: bool) -> str:
         f"**{results.ratio:.2f}** |",
         f"| server CPU per decision | {ref.server_cpu_us:.0f} µs | "
         f"{ours.server_cpu_us:.0f} µs | {ours.server_cpu_us / ref.server_cpu_us:.2f} |",
+        f"| cbv on uvloop: decisions per second, maximum | | {uvloop.rate:,.0f} | "
+        f"**{uvloop.rate / ref.rate:.2f}** |",
+        f"| cbv on uvloop: server CPU per decision | | {uvloop.server_cpu_us:.0f} µs | "
+        f"{uvloop.server_cpu_us / ref.server_cpu_us:.2f} |",
         f"| load generator busy during those runs | {ref.client_cpu_share:.0%} | "
         f"{ours.client_cpu_share:.0%} | |",
         f"| p50 / p99 / max latency at {results.half_rate:,.0f}/s (half cbv's maximum) | "

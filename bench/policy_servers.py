@@ -74,19 +74,22 @@ def reference_server(conn: Connection, answers: dict[str, str]) -> None:
     asyncio.run(main())
 
 
-def cbv_server(conn: Connection, log_path: str) -> None:
+def cbv_server(conn: Connection, log_path: str, event_loop: str = "asyncio") -> None:
     """The daemon with only its policy listener, for the policy benchmark."""
-    cbv_daemon(conn, log_path, {"policy": "127.0.0.1:0", "smtpcbd": ""})
+    cbv_daemon(conn, log_path, {"policy": "127.0.0.1:0", "smtpcbd": ""}, event_loop)
 
 
-def cbv_daemon(conn: Connection, log_path: str, listeners: dict[str, str]) -> None:
-    """`cbv serve`'s Daemon with `listeners`, a fake DNS and MX, in its own process; it
-    publishes every listener's address, and the policy one as "address" too, where the
-    policy benchmark looks for each server it compares."""
+def cbv_daemon(conn: Connection, log_path: str, listeners: dict[str, str],
+               event_loop: str = "asyncio") -> None:
+    """`cbv serve`'s Daemon with `listeners`, a fake DNS and MX, in its own process, on
+    `event_loop` ("asyncio" or "uvloop"); it publishes every listener's address, and the
+    policy one as "address" too, where the policy benchmark looks for each server it
+    compares."""
     raise_fd_limit()
     loopback_only({})
     from cbv.config import LogConfig, config_from_dict
     from cbv.servers.daemon import Daemon
+    from cbv.servers.event_loop import loop_factory
     from cbv.servers.logs import configure_logging
     from cbv.testing import FakeDNS, MXScript, Reply, ScriptedMX
 
@@ -121,5 +124,6 @@ def cbv_daemon(conn: Connection, log_path: str, listeners: dict[str, str]) -> No
                 daemon.stop()
                 await running
 
-    with open(log_path, "w", encoding="utf-8") as log:
-        asyncio.run(main(log))
+    with (open(log_path, "w", encoding="utf-8") as log,
+          asyncio.Runner(loop_factory=loop_factory(event_loop)) as runner):
+        runner.run(main(log))
