@@ -158,6 +158,8 @@ async def test_health_and_metrics(start: Any) -> None:
         'cbv_decision_duration_seconds_count{listener="http"} 1.0',
         "cbv_callout_duration_seconds_count 1.0",
         "cbv_callouts_in_flight 0.0",
+        'cbv_egress_callouts_total{egress="direct",event="callout"} 1.0',
+        'cbv_egress_state{cbv_egress_state="active",egress="direct"} 1.0',
     ]:
         assert line in text, line
     assert 'cbv_requests_total{listener="http"} 3.0' in text  # healthz, verify, this one
@@ -166,6 +168,8 @@ async def test_health_and_metrics(start: Any) -> None:
         "other@fail.test", "nobody@fail.test", "nobody@fail.test"]
     assert status["pressure"][0]["domain"] == "fail.test"
     assert status["pressure"][0]["refusals"] == 1
+    assert status["egresses"] == [{"name": "direct", "state": "active", "callouts": 1,
+                                   "refusals": 0, "failures": 0, "unavailable": 0}]
 
 
 async def test_a_token_guards_all_but_the_page_health_and_schema(start: Any) -> None:

@@ -96,6 +96,8 @@ async def test_status_page_renders_live_data(world: World, tmp_path: Path) -> No
         assert re.search(r'id="cache-total">\d+\.\d%<', dom)
         pressure = rows(dom, "pressure")
         assert "fail.test" in pressure[0]
+        (egress,) = rows(dom, "egresses")
+        assert "direct" in egress and "active" in egress
 
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "status-page.png"
