@@ -6,7 +6,7 @@ import pytest
 
 from cbv.config import ConfigError, config_from_dict
 from cbv.egress.health import RefusalTracker, RestRule
-from cbv.egress.pool import EgressPool, EgressState, NoEgress
+from cbv.egress.pool import FAILED_RETRY, EgressPool, EgressState, NoEgress
 from cbv.egress.routes import EgressRoutes
 from cbv.egress.table import Egress, egresses_from_config
 from cbv.engine.egress_ledger import LocalLedger
@@ -154,3 +154,17 @@ def test_an_egress_dials_each_family_from_its_own_address() -> None:
 def test_an_ipv4_only_egress_cannot_dial_ipv6_and_says_so() -> None:
     with pytest.raises(OSError, match="egress a has no IPv6 source address"):
         A.source_for("2001:db8::25")
+
+
+async def test_a_failed_egress_goes_last_until_its_retry_time() -> None:
+    clock = Clock()
+    egresses = EgressPool((A, B), EgressRoutes((A, B), {"*": ["a", "b"]}),
+                          LocalLedger(RULE, clock), clock=clock)
+    egresses.failed(A, "egress a: cannot reach its proxy")
+    assert egresses.state("a") is EgressState.FAILING
+    assert [await egresses.choose("x.test", []) for _ in range(2)] == [B, B]
+    assert await egresses.choose("x.test", [], tried={"b"}) == A  # no one else is left
+    clock.now += FAILED_RETRY
+    assert A in [await egresses.choose("x.test", []) for _ in range(2)]
+    egresses.succeeded(A)
+    assert egresses.state("a") is EgressState.ACTIVE

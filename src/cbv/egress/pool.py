@@ -5,7 +5,8 @@ are over budget or just failed; counts what each egress did, for /metrics and th
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Sequence
+import time
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal, Protocol
@@ -14,6 +15,8 @@ from cbv.egress.routes import EgressRoutes
 from cbv.egress.table import Egress
 
 log = logging.getLogger("cbv.egress")
+
+FAILED_RETRY = 30.0  # seconds before a failed egress is tried first again
 
 Unavailable = Literal["resting", "daily budget spent", "per-minute budget spent"]
 EgressEvent = Literal["callout", "refused", "failed", "unavailable"]
@@ -75,12 +78,15 @@ class EgressPool:
         routes: EgressRoutes,
         ledger: EgressLedger,
         observer: EgressObserver | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.egresses = tuple(egresses)
         self._routes = routes
         self._ledger = ledger
         self._observer = observer or NoEgressObserver()
+        self._clock = clock
         self._turns: dict[str, int] = {}
+        self._failed_until: dict[str, float] = {}  # failing egresses wait their retry
         self._states = {egress.name: EgressState.ACTIVE for egress in self.egresses}
         for egress in self.egresses:
             self._observer.egress_state(egress.name, EgressState.ACTIVE)
@@ -97,13 +103,17 @@ class EgressPool:
         self, domain: str, hosts: Iterable[str], tried: Collection[str] = ()
     ) -> Egress | NoEgress:
         """The next egress of the route's pool that may carry this callout; the pool is used
-        in turn, so its egresses share the traffic."""
+        in turn, so its egresses share the traffic. An egress that just failed is tried only
+        once `FAILED_RETRY` has passed, or when no other egress is left."""
         key, pool = self._routes.pool_for(domain, hosts)
         turn = self._turns.get(key, 0)
         self._turns[key] = turn + 1
+        now = self._clock()
+        in_turn = [pool[(turn + offset) % len(pool)] for offset in range(len(pool))]
+        healthy = [e for e in in_turn if self._failed_until.get(e.name, now) <= now]
+        ordered = healthy + [e for e in in_turn if e not in healthy]
         why: list[str] = []
-        for offset in range(len(pool)):
-            egress = pool[(turn + offset) % len(pool)]
+        for egress in ordered:
             if egress.name in tried:
                 continue
             unavailable = await self._ledger.take(egress)
@@ -121,12 +131,14 @@ class EgressPool:
 
     def succeeded(self, egress: Egress) -> None:
         """A connection through `egress` was opened: it works again."""
+        self._failed_until.pop(egress.name, None)
         if self._states[egress.name] is EgressState.FAILING:
             log.warning("egress %s works again", egress.name)
             self._set_state(egress, EgressState.ACTIVE)
 
     def failed(self, egress: Egress, detail: str) -> None:
         """The egress could not open a connection (its proxy); the callout tries the next."""
+        self._failed_until[egress.name] = self._clock() + FAILED_RETRY
         if self._states[egress.name] is not EgressState.FAILING:
             log.warning("%s; callouts move to the next egress", detail)
         self._set_state(egress, EgressState.FAILING)
