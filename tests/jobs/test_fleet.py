@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from bench.job_fleet import Fleet, addresses, expected_result
+from tests.peers.redis_server import RedisProcess
 
 pytestmark = [pytest.mark.peers, pytest.mark.slow]
 JOB_TIMEOUT = 150.0
@@ -76,6 +77,37 @@ def test_the_sqlite_queue_resumes_after_kill_9(tmp_path: Path, fleets: list[Flee
     assert fleet.wait(job_id, JOB_TIMEOUT, done_at_least=len(submitted) // 4)["state"] == "running"
     fleet.kill(fleet.workers[0])
     fleet.start_worker()
+    status = fleet.wait(job_id, JOB_TIMEOUT)
+    assert (status["state"], status["done"]) == ("done", len(submitted))
+    assert_exactly_once(fleet.results(job_id), submitted)
+
+
+@pytest.fixture
+def durable_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    server = RedisProcess(tmp_path / "redis", durable=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_workers_and_a_durable_redis_all_killed_mid_job_resume_it(
+        durable_redis: RedisProcess, tmp_path: Path, fleets: list[Fleet]) -> None:
+    """With Redis's append-only file on, even the queue's server may crash: what it had
+    acknowledged is there again, and the settlements lost with it are made again, once."""
+    fleet = Fleet(tmp_path, durable_redis.url, domains=200, hosts=20, jobs=FAST_RECLAIM,
+                  farm_delay=0.005)
+    fleets.append(fleet)
+    fleet.start(2)
+    submitted = addresses(200, 10)
+    job_id = fleet.submit(submitted)
+    half = fleet.wait(job_id, JOB_TIMEOUT, done_at_least=len(submitted) // 4)
+    assert half["state"] == "running"
+    for worker in list(fleet.workers):
+        fleet.kill(worker)
+    durable_redis.kill()
+    durable_redis.start()
+    for _ in range(2):
+        fleet.start_worker()
     status = fleet.wait(job_id, JOB_TIMEOUT)
     assert (status["state"], status["done"]) == ("done", len(submitted))
     assert_exactly_once(fleet.results(job_id), submitted)

@@ -54,10 +54,14 @@ def _free_port() -> int:
 class RedisProcess:
     """One redis-server we started; `kill()` and `start()` again keep the same port."""
 
-    def __init__(self, directory: Path, *, cluster: bool = False) -> None:
+    def __init__(self, directory: Path, *, cluster: bool = False, durable: bool = False
+                 ) -> None:
+        """`durable`: every write in the append-only file before it is answered, so a
+        restart after kill -9 finds all that was acknowledged."""
         self.binary = require_redis_server()
         self.directory = directory
         self.cluster = cluster
+        self.durable = durable
         self.port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -72,7 +76,8 @@ class RedisProcess:
         self.directory.mkdir(parents=True, exist_ok=True)
         command = [
             self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", str(self.directory),
+            "--save", "", "--appendonly", "yes" if self.durable else "no",
+            "--appendfsync", "always", "--dir", str(self.directory),
         ]
         if self.cluster:
             command += [
