@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "jobs": "bench.jobs",
     "policy": "bench.policy",
     "soak": "bench.soak",
+    "startup": "bench.startup",
 }
 
 

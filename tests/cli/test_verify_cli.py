@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cbv.testing import FakeDNS, MXScript, Reply
+from cbv.testing.zoo import SCENARIOS
 from tests.world import World
 
 CBV = [sys.executable, "-m", "cbv.cli"]
@@ -22,8 +23,9 @@ def write_config(path: Path, world: World) -> Path:
     return path
 
 
-async def run_cbv(*args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
-    env = {**os.environ, "COLUMNS": "200", "CBV_CONFIG": ""}
+async def run_cbv(*args: str, stdin: bytes | None = None, columns: int = 200
+                  ) -> tuple[int, str, str]:
+    env = {**os.environ, "COLUMNS": str(columns), "CBV_CONFIG": ""}
     process = await asyncio.create_subprocess_exec(
         *CBV, *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, env=env,
@@ -102,6 +104,18 @@ async def test_csv_input_with_email_column_from_stdin(mail_world: World, tmp_pat
         (["verify", "--config", "{tmp}/bad.toml", "a@b.test"], "[callout]\nport = 'x'\n",
          "callout.port"),
         (["verify", "--file", "{tmp}/bad.csv"], None, "needs an 'email' column"),
+        (["verify", "--file", "{tmp}/photo.png"], None,
+         "photo.png: not a text file (not UTF-8: byte 0x89 at offset 0)"),
+        (["verify", "--file", "{tmp}/nul.txt"], None, "nul.txt: not a text file (it holds NUL"),
+        (["verify", "--file"], None, "cbv: error: Option '--file' requires an argument"),
+        (["verify", "--output", "xml", "a@b.test"], None,
+         "cbv: error: Invalid value for '--output': 'xml' is not one of 'text', 'json', 'csv' "
+         "(see 'python -m cbv.cli verify --help')"),
+        (["verify", "--json", "--output", "csv", "a@b.test"], None,
+         "--json and --output csv ask for different formats"),
+        (["cache", "show"], None, "cbv: error: Missing argument 'ADDRESS' "
+         "(see 'python -m cbv.cli cache show --help')"),
+        (["verfiy", "a@b.test"], None, "cbv: error: No such command 'verfiy'"),
     ],
 )
 async def test_bad_input_is_one_clear_line(tmp_path: Path, fake_dns: FakeDNS, args: list[str],
@@ -109,6 +123,8 @@ async def test_bad_input_is_one_clear_line(tmp_path: Path, fake_dns: FakeDNS, ar
     if config_text is not None:
         (tmp_path / "bad.toml").write_text(config_text)
     (tmp_path / "bad.csv").write_text("name,mail\nx,y\n")
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (tmp_path / "nul.txt").write_bytes(b"a@b.test\n\x00\x00\n")
     code, _, err = await run_cbv(*(a.replace("{tmp}", str(tmp_path)) for a in args))
     assert code == 2
     assert message in err
@@ -136,3 +152,20 @@ async def test_demo_without_the_test_kit_says_what_to_install() -> None:
     assert out == b""
     assert err.decode() == ("cbv: error: cbv demo runs the test kit, which needs dnslib: "
                             "pip install 'cbv[testing]'\n")
+
+
+async def test_a_syntax_only_verdict_needs_no_network(tmp_path: Path) -> None:
+    code, out, err = await run_cbv("verify", "--json", "not an address", "two@@at.test")
+    assert code == 0, err
+    assert [(v["result"], v["reason"], v["stage"]) for v in map(json.loads, out.splitlines())
+            ] == [("fail", "bad_syntax", "syntax")] * 2
+
+
+async def test_demo_fits_80_columns_without_cutting_anything() -> None:
+    code, out, err = await run_cbv("demo", columns=80)
+    assert code == 0, err
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "\u2026" not in out, "nothing is cut with an ellipsis"
+    for scenario in SCENARIOS:
+        assert scenario.name in out
+    assert "zen.spamhaus.org" in out, "the deciding reply is wrapped, not cut"

@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 import click
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -47,17 +48,14 @@ async def run_demo() -> list[tuple[Scenario, Verdict]]:
 
 
 def render_table(rows: list[tuple[Scenario, Verdict]]) -> Table:
+    """Two lines a row, wrapped rather than cut, so it reads in an 80-column terminal."""
     table = Table(title="cbv demo: one fake mail exchanger per behaviour, all on loopback",
-                  caption="addresses are alice@<scenario>.zoo.test")
-    table.add_column("scenario", no_wrap=True, min_width=19)
-    table.add_column("what the MX does", style="dim", max_width=28, overflow="ellipsis",
-                     no_wrap=True)
-    table.add_column("result", no_wrap=True, min_width=14)
-    table.add_column("reason", no_wrap=True, min_width=20)
-    table.add_column("stage", no_wrap=True, min_width=6)
-    table.add_column("deciding reply or detail", max_width=42, overflow="ellipsis",
-                     no_wrap=True)
-    table.add_column("ms", justify="right", no_wrap=True, min_width=5)
+                  caption="addresses are alice@<scenario>.zoo.test", box=box.SIMPLE_HEAD,
+                  show_lines=True)
+    table.add_column("scenario\n[dim]what the MX does[/dim]", width=21)
+    table.add_column("verdict\n[dim]reason at stage[/dim]", width=19)
+    table.add_column("deciding reply or detail", min_width=20, overflow="fold")
+    table.add_column("ms", justify="right", no_wrap=True, min_width=4)
     for scenario, verdict in rows:
         reply = verdict.reply
         shown = " ".join(
@@ -67,10 +65,14 @@ def render_table(rows: list[tuple[Scenario, Verdict]]) -> Table:
         result = f"[{style}]{verdict.result.value}[/{style}]"
         if verdict.catch_all:
             result += " [magenta]catch-all[/magenta]"
-        mark = "" if verdict.reason is scenario.expected else " [red](unexpected)[/red]"
+        reason = verdict.reason.value
+        if verdict.stage:
+            reason += f" at {verdict.stage.value}"
+        if verdict.reason is not scenario.expected:
+            reason += " [red](unexpected)[/red]"
         table.add_row(
-            scenario.name, scenario.description, result, verdict.reason.value + mark,
-            verdict.stage.value if verdict.stage else "", escape(shown.replace("\n", " / ")),
+            f"{scenario.name}\n[dim]{escape(scenario.description)}[/dim]",
+            f"{result}\n[dim]{reason}[/dim]", escape(shown.replace("\n", " / ")),
             f"{verdict.duration_ms:.0f}",
         )
     return table
@@ -86,7 +88,6 @@ def demo() -> None:
         sys.exit(2)
     rows = asyncio.run(run_demo())
     console = Console(highlight=False)
-    console.width = max(console.width, 160)
     console.print(render_table(rows))
     unexpected = [s.name for s, v in rows if v.reason is not s.expected]
     if unexpected:

@@ -11,6 +11,18 @@ class InputError(ValueError):
     """The address file cannot be used; the message names the problem."""
 
 
+def decode_text(data: bytes, source: str) -> str:
+    """UTF-8 text, or an InputError naming `source` and saying it is not text."""
+    if b"\0" in data:
+        raise InputError(f"{source}: not a text file (it holds NUL bytes); "
+                         "give addresses one per line, or CSV")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{source}: not a text file (not UTF-8: byte 0x{data[exc.start]:02x} "
+                         f"at offset {exc.start}); give addresses one per line, or CSV") from None
+
+
 def read_addresses(text: str, source: str) -> list[str]:
     lines = text.splitlines()
     first = next((line for line in lines if line.strip()), "")

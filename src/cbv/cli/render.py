@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from cbv.model import Result, Verdict
 from cbv.verdict_csv import CSV_COLUMNS, csv_header, to_csv
 
 __all__ = ["CSV_COLUMNS", "csv_header", "to_csv", "to_json", "to_text"]
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 RESULT_STYLES = {
     Result.PASS: "bold green",
@@ -23,6 +26,8 @@ def to_json(verdict: Verdict) -> str:
 
 def to_text(verdict: Verdict) -> Text:
     """One readable block: the verdict line, the deciding reply, the transcript if any."""
+    from rich.text import Text  # only here: JSON and CSV output need no rich
+
     text = Text()
     text.append(f"{verdict.address}  ")
     text.append(verdict.result.value.upper(), RESULT_STYLES[verdict.result])

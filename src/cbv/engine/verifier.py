@@ -26,23 +26,12 @@ from cbv.egress.pool import EgressPool
 from cbv.engine.assembly import Engine, Injected, assemble
 from cbv.engine.limits import GLOBAL_POOL
 from cbv.engine.singleflight import LocalFlights
+from cbv.engine.syntax import syntax_verdict
 from cbv.model import Reason, Result, Stage, Verdict, utcnow
-from cbv.text import visible
 
 log = logging.getLogger("cbv.engine")
 
 PARSED_MEMO = 65_536
-
-
-def syntax_verdict(raw: str, error: AddressError) -> Verdict:
-    return Verdict(
-        address=visible(raw),
-        result=Result.FAIL,
-        reason=Reason.BAD_SYNTAX,
-        stage=Stage.SYNTAX,
-        checked_at=utcnow(),
-        detail=str(error),
-    )
 
 
 def rate_limited_verdict(address: Address, detail: str) -> Verdict:

@@ -1,0 +1,212 @@
+"""`cbv verify`: verdicts for addresses given as arguments or in a file.
+
+The engine, the config models and rich are imported when the command runs, not when
+`cbv` starts: `cbv verify --help` and a syntax-only verdict stay quick for scripts that
+call cbv once per address. Addresses that fail the syntax check get their verdict without
+the engine being built at all.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, NoReturn, TextIO
+
+import click
+
+from cbv.cli.inputs import InputError, decode_text, read_addresses
+
+if TYPE_CHECKING:
+    from cbv.config import Config
+    from cbv.model import Verdict
+
+OUTPUT_FORMATS = ("text", "json", "csv")
+
+
+def fail(message: str) -> NoReturn:
+    """One clear line on stderr and exit status 2, never a traceback."""
+    click.echo(f"cbv: error: {message}", err=True)
+    sys.exit(2)
+
+
+def load_or_fail(path: Path | None) -> Config:
+    from cbv.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+def output_format(as_json: bool, output: str | None, resume: bool) -> str:
+    if as_json and output not in (None, "json"):
+        fail(f"--json and --output {output} ask for different formats: give one of them")
+    return output or ("json" if as_json or resume else "text")
+
+
+def _formatter(output: str) -> Callable[[Verdict], None]:
+    from cbv.cli import render
+
+    if output == "json":
+        return lambda verdict: click.echo(render.to_json(verdict))
+    if output == "csv":
+        click.echo(render.csv_header())
+        return lambda verdict: click.echo(render.to_csv(verdict))
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    return lambda verdict: console.print(render.to_text(verdict), soft_wrap=True)
+
+
+def syntax_verdicts(addresses: list[str]) -> list[Verdict] | None:
+    """Every address's verdict when none of them passes the syntax check; else None."""
+    from cbv.address import AddressError, parse_address
+    from cbv.engine.syntax import syntax_verdict
+
+    verdicts = []
+    for raw in addresses:
+        try:
+            parse_address(raw)
+        except AddressError as exc:
+            verdicts.append(syntax_verdict(raw, exc))
+        else:
+            return None
+    return verdicts
+
+
+async def _verify_all(
+    config: Config,
+    addresses: list[str],
+    transcript: bool,
+    emit: Callable[[Verdict], None],
+    use_cache: bool = True,
+) -> None:
+    """Verify concurrently, print in input order as soon as order allows; an address that
+    meets a spent budget waits its turn (up to `jobs.retry_horizon`)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from cbv.cli.schedule import verify_in_turn
+    from cbv.engine.assembly import assemble
+    from cbv.engine.verifier import Verifier
+
+    done: dict[int, Verdict] = {}
+    next_index = 0
+    show_progress = len(addresses) > 1 and sys.stderr.isatty()
+    progress = Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
+        disable=not show_progress, transient=True,
+    )
+    async with Verifier(assemble(config)) as verifier:
+        with progress:
+            task = progress.add_task("verifying", total=len(addresses))
+
+            def waiting(count: int) -> None:
+                progress.update(task, description=f"{count} waiting on budgets"
+                                if count else "verifying")
+
+            async for index, verdict in verify_in_turn(
+                verifier, addresses, transcript=transcript, use_cache=use_cache,
+                horizon=config.jobs.retry_horizon,
+                budget_interval=60.0 / config.limits.domain_per_minute, waiting=waiting,
+            ):
+                done[index] = verdict
+                progress.advance(task)
+                while next_index in done:
+                    emit(done.pop(next_index))
+                    next_index += 1
+
+
+@click.command()
+@click.argument("addresses", nargs=-1)
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML config file.")
+@click.option("--file", "input_file", type=click.File("rb"),
+              help="Addresses, one per line, or CSV with an 'email' column ('-' for stdin).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON Verdict per line.")
+@click.option("--output", type=click.Choice(OUTPUT_FORMATS), default=None,
+              help="Output format (text, json lines, csv).")
+@click.option("--transcript", is_flag=True, help="Include the SMTP dialogue.")
+@click.option("--no-cache", is_flag=True, help="Neither use nor store cached verdicts.")
+@click.option("--resume", "resume_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Append verdicts to this file (json or csv), skipping the addresses it "
+                   "already holds: a killed run continues where it stopped.")
+def verify(
+    addresses: tuple[str, ...],
+    config_path: Path | None,
+    input_file: BinaryIO | None,
+    as_json: bool,
+    output: str | None,
+    transcript: bool,
+    no_cache: bool,
+    resume_path: Path | None,
+) -> None:
+    """Verify ADDRESSES by SMTP callout."""
+    fmt = output_format(as_json, output, resume_path is not None)
+    config = load_or_fail(config_path)
+    items = list(addresses)
+    if input_file is not None:
+        name = "stdin" if input_file.name == "-" else str(input_file.name)
+        try:
+            items.extend(read_addresses(decode_text(input_file.read(), name), name))
+        except InputError as exc:
+            fail(str(exc))
+    if not items:
+        fail("no addresses given (pass them as arguments or with --file)")
+    if resume_path is None:
+        emit = _formatter(fmt)
+        known = syntax_verdicts(items)
+        if known is not None:
+            for verdict in known:
+                emit(verdict)
+            return
+        _run_verify(config, items, transcript, emit, use_cache=not no_cache)
+        return
+    if fmt == "text":
+        fail("--resume appends json or csv; choose --output json or csv")
+    from cbv.cli.resume import decided, still_to_verify
+
+    try:
+        items = still_to_verify(items, decided(resume_path, fmt))
+        with resume_path.open("a", encoding="utf-8") as out:
+            emit = _appender(fmt, out, fresh=out.tell() == 0)
+            if items:
+                _run_verify(config, items, transcript, emit, use_cache=not no_cache)
+    except OSError as exc:
+        fail(f"{resume_path}: {exc.strerror or exc}")
+
+
+def _appender(output: str, out: TextIO, fresh: bool) -> Callable[[Verdict], None]:
+    """Each verdict written and flushed at once, so a kill loses at most the line under way."""
+    from cbv.cli import render
+
+    render_line = render.to_csv if output == "csv" else render.to_json
+    if output == "csv" and fresh:
+        out.write(render.csv_header() + "\n")
+
+    def append(verdict: Verdict) -> None:
+        out.write(render_line(verdict) + "\n")
+        out.flush()
+
+    return append
+
+
+def _run_verify(config: Config, items: list[str], transcript: bool,
+                emit: Callable[[Verdict], None], use_cache: bool) -> None:
+    import asyncio
+
+    from cbv.config import ConfigError
+
+    try:
+        asyncio.run(_verify_all(config, items, transcript, emit, use_cache=use_cache))
+    except ConfigError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        sys.exit(130)
