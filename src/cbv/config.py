@@ -832,13 +832,20 @@ def config_from_dict(data: dict[str, Any], source: str = "config") -> Config:
     return config
 
 
+def config_source(path: str | Path | None = None) -> Path | None:
+    """The file `load_config(path)` reads: --config, else $CBV_CONFIG, else
+    /etc/cbv/cbv.toml if present; None for the built-in defaults."""
+    chosen = path or os.environ.get("CBV_CONFIG") or None
+    if chosen is not None:
+        return Path(chosen)
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None
+
+
 def load_config(path: str | Path | None = None) -> Config:
     """--config, else $CBV_CONFIG, else /etc/cbv/cbv.toml if present, else defaults."""
-    chosen = path or os.environ.get("CBV_CONFIG") or None
+    chosen = config_source(path)
     if chosen is None:
-        if not DEFAULT_CONFIG_PATH.exists():
-            return Config()
-        chosen = DEFAULT_CONFIG_PATH
+        return Config()
     source = str(chosen)
     try:
         data = tomllib.loads(Path(chosen).read_text(encoding="utf-8"))

@@ -153,7 +153,7 @@ async def test_health_and_metrics(start: Any) -> None:
         'cbv_cache_lookups_total{backend="memory",outcome="miss"} 2.0',
         'cbv_rate_limit_refusals_total{domain_class="default",limit="domain_budget"} 1.0',
         'cbv_requests_total{listener="policy"} 2.0',
-        'cbv_decisions_total{action="reject",listener="policy",result="fail"} 2.0',
+        'cbv_decisions_total{action="reject",listener="policy",result="fail",would=""} 2.0',
         'cbv_decision_duration_seconds_count{listener="policy"} 2.0',
         'cbv_decision_duration_seconds_count{listener="http"} 1.0',
         "cbv_callout_duration_seconds_count 1.0",
@@ -170,6 +170,20 @@ async def test_health_and_metrics(start: Any) -> None:
     assert status["pressure"][0]["refusals"] == 1
     assert status["egresses"] == [{"name": "direct", "state": "active", "callouts": 1,
                                    "refusals": 0, "failures": 0, "unavailable": 0}]
+
+
+async def test_dry_run_decisions_are_counted_and_shown_as_what_happened(start: Any) -> None:
+    daemon, client = await start(policy={"dry_run": True})
+    policy = await PolicyClient.connect(daemon.addresses()["policy"])
+    assert (await policy.ask("nobody@fail.test")).startswith("WARN cbv dry run: would reject")
+    await policy.close()
+    text = (await client.get("/metrics")).text
+    assert ('cbv_decisions_total{action="accept",listener="policy",result="fail",'
+            'would="reject"} 1.0') in text
+    assert 'action="reject"' not in text
+    recent = (await client.get("/v1/status")).json()["recent"]
+    assert [(d["address"], d["action"], d["would"]) for d in recent] == [
+        ("nobody@fail.test", "accept", "reject")]
 
 
 async def test_a_token_guards_all_but_the_page_health_and_schema(start: Any) -> None:

@@ -8,7 +8,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest_asyncio
@@ -22,7 +22,7 @@ from tests.waiting import at_rcpt, until
 from tests.world import World
 
 CBV = Path(sys.executable).with_name("cbv")  # the console script `make serve` runs
-DEFAULT_PORTS = (10040, 4571)
+REPOSITORY = Path(__file__).resolve().parents[2]
 WAIT = 15.0
 
 
@@ -31,17 +31,6 @@ def clean_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("CBV_CONFIG", "XDG_STATE_HOME")}
     env.update(HOME=str(home / "home"), XDG_STATE_HOME=str(home / "state"))
     return env
-
-
-def port_is_free(port: int) -> bool:
-    """Bound as cbv binds (SO_REUSEADDR), so connections in TIME_WAIT do not count."""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 class Served:
@@ -54,9 +43,10 @@ class Served:
         self._reader = asyncio.create_task(self._collect())
 
     @classmethod
-    async def start(cls, *args: str, env: dict[str, str], cwd: Path) -> Served:
+    async def start(cls, *args: str, env: dict[str, str], cwd: Path,
+                    wrap: Callable[[list[str]], list[str]] = list) -> Served:
         process = await asyncio.create_subprocess_exec(
-            str(CBV), "serve", *args, env=env, cwd=cwd,
+            *wrap([str(CBV), "serve", *args]), env=env, cwd=cwd,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         return cls(process)
@@ -105,13 +95,44 @@ async def served() -> AsyncIterator[list[Served]]:
         await process.process.wait()
 
 
+def in_own_network(argv: list[str]) -> list[str]:
+    """`argv` in a network namespace with only loopback: the default ports are free there
+    whatever listens on this machine (a `make serve` too), and nothing else is reachable."""
+    return ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *argv]
+
+
+ASK_THE_DEFAULT_LISTENERS = """
+import asyncio, json
+from tests.servers.clients import PolicyClient, smtpcbd
+
+async def main() -> None:
+    client = await PolicyClient.connect("127.0.0.1:10040")
+    policy = await client.ask("")
+    await client.close()
+    print(json.dumps([policy, await smtpcbd("127.0.0.1:4571", b"<>\\n")]))
+
+asyncio.run(main())
+"""
+
+
+async def ask_in_network_of(pid: int) -> list[str]:
+    """The default listeners' answers, asked from inside the network namespace of `pid`."""
+    process = await asyncio.create_subprocess_exec(
+        "nsenter", "--target", str(pid), "--net", sys.executable, "-c",
+        ASK_THE_DEFAULT_LISTENERS, cwd=REPOSITORY, stdout=asyncio.subprocess.PIPE)
+    async with asyncio.timeout(WAIT):
+        out, _ = await process.communicate()
+    assert process.returncode == 0
+    answers: list[str] = json.loads(out)
+    return answers
+
+
 async def test_make_serve_with_no_config_at_all(tmp_path: Path, served: list[Served]) -> None:
     if DEFAULT_CONFIG_PATH.exists():
         missing(f"{DEFAULT_CONFIG_PATH} exists, so this machine has a config")
-    taken = [port for port in DEFAULT_PORTS if not port_is_free(port)]
-    if taken:
-        missing(f"default port(s) {taken} in use on this machine")
-    daemon = await Served.start(env=clean_env(tmp_path), cwd=tmp_path)
+    if os.geteuid() != 0:
+        missing("a network namespace of its own, where the default ports are free, needs root")
+    daemon = await Served.start(env=clean_env(tmp_path), cwd=tmp_path, wrap=in_own_network)
     served.append(daemon)
     assert await daemon.announced() == [
         "cbv: policy listening on 127.0.0.1:10040 (Postfix check_policy_service)",
@@ -119,15 +140,28 @@ async def test_make_serve_with_no_config_at_all(tmp_path: Path, served: list[Ser
     ]
     started = await daemon.log_event("started")
     assert started["config"] == "built-in defaults"
-    client = await PolicyClient.connect("127.0.0.1:10040")
-    assert await client.ask("") == "DUNNO"
-    await client.close()
-    assert (await smtpcbd("127.0.0.1:4571", b"<>\n")).startswith("OK:not checked (null sender)")
+    policy, smtpcbd_answer = await ask_in_network_of(daemon.process.pid)
+    assert policy == "DUNNO"
+    assert smtpcbd_answer.startswith("OK:not checked (null sender)")
     daemon.signal(signal.SIGTERM)
     assert await daemon.exit_code() == 0
     assert (await daemon.log_event("stopped"))["level"] == "info"
     assert list((tmp_path / "state" / "cbv").iterdir()), "the SQLite cache is in the state dir"
     assert not (tmp_path / "home").exists() or not any((tmp_path / "home").rglob("*.sqlite*"))
+
+
+async def test_the_started_line_names_the_config_from_the_environment(
+    world: World, tmp_path: Path, served: list[Served]
+) -> None:
+    farm = await sender_domains(world)
+    config = tmp_path / "from-env.toml"
+    write_config(config, world, farm)
+    env = {**clean_env(tmp_path), "CBV_CONFIG": str(config)}
+    daemon = await Served.start(env=env, cwd=tmp_path)
+    served.append(daemon)
+    assert (await daemon.log_event("started"))["config"] == str(config)
+    daemon.signal(signal.SIGTERM)
+    assert await daemon.exit_code() == 0
 
 
 def write_config(path: Path, world: World, farm: MXFarm, policy: str = "") -> None:

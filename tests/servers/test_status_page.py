@@ -19,6 +19,7 @@ from tests.servers.milter_client import MilterClient
 from tests.world import World
 
 TOKEN = "status-page-token-0123"
+DRY_RUN = "dry.test"  # a recipient domain whose table sets dry_run
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
                   "--disable-background-networking"]
@@ -61,9 +62,11 @@ async def feed(daemon_addresses: dict[str, str]) -> None:
     for sender in ("alice@pass.test", "nobody@fail.test", "someone@grey.test",
                    "nobody@fail.test", "x@policy.test"):
         await policy.ask(sender)
+    assert (await policy.ask("nobody@fail.test", f"bob@{DRY_RUN}")).startswith("WARN ")
     await policy.close()
     milter = await MilterClient.negotiated(daemon_addresses["milter"])
-    await milter.mail("second@fail.test")  # refused: the fail.test budget is spent
+    await milter.mail("second@fail.test")
+    await milter.rcpt("bob@example.test")  # refused: the fail.test budget is spent
     await milter.close()
 
 
@@ -72,7 +75,8 @@ async def test_status_page_renders_live_data(world: World, tmp_path: Path) -> No
     farm: MXFarm = await sender_domains(world)
     server = {"policy": "127.0.0.1:0", "milter": "127.0.0.1:0", "http": "127.0.0.1:0"}
     config = server_config(world, farm, server=server, http={"token": TOKEN},
-                           policy={"local_networks": []},
+                           policy={"local_networks": [],
+                                   "domains": {DRY_RUN: {"dry_run": True}}},
                            limits={"domain_burst": 1, "domain_per_minute": 1.0, "max_wait": 0.0})
     async with running(config) as daemon:
         addresses = daemon.addresses()
@@ -83,11 +87,12 @@ async def test_status_page_renders_live_data(world: World, tmp_path: Path) -> No
         assert "updated " in dom and 'class="error"' not in dom
 
         recent = rows(dom, "recent")
-        assert len(recent) == 6, recent
+        assert len(recent) == 7, recent
         assert "second@fail.test" in recent[0] and "milter" in recent[0]
         assert "rate_limited" in recent[0]
         assert any("nobody@fail.test" in row and "reject" in row for row in recent)
         assert any("someone@grey.test" in row and "defer" in row for row in recent)
+        assert "accept (dry run: would reject)" in recent[1], "shown as what happened"
 
         bars = re.findall(r'<rect class="bar"[^>]*data-result="(\w+)"', dom)
         assert {"pass", "fail", "transient", "unknown"} <= set(bars), bars

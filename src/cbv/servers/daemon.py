@@ -11,7 +11,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from cbv.config import Config, ConfigError, LogConfig, ServerConfig, load_config
+from cbv.config import Config, ConfigError, LogConfig, ServerConfig, config_source, load_config
 from cbv.endpoint import Endpoint
 from cbv.gc_tuning import tune_for_many_connections
 from cbv.servers.connection import ConnectionTracker
@@ -133,7 +133,8 @@ class Daemon:
                       address=str(endpoint))
         for name, address in self.addresses().items():
             self._announce(f"cbv: {name} listening on {address} ({DESCRIPTIONS[name]})")
-        event(LOG, logging.INFO, "started", config=str(self._config_path or "built-in defaults"),
+        source = config_source(self._config_path)
+        event(LOG, logging.INFO, "started", config=str(source or "built-in defaults"),
               event_loop=loop_name(asyncio.get_running_loop()), **self.addresses())
         self._spawn(self._sweep_idle())
         self._spawn(self._sweep_late())

@@ -87,11 +87,13 @@ class History:
         return steps[-1]
 
     def decided(self, listener: str, address: str, result: str, reason: str, action: str,
-                seconds: float) -> None:
+                seconds: float, would: str = "") -> None:
+        """`action` is what the mail server was told; `would` what a dry run held back."""
         self._now_step().results[result] += 1
         self._recent.append({
             "at": self._clock(), "listener": listener, "address": address, "result": result,
-            "reason": reason, "action": action, "duration_ms": round(seconds * 1000, 3),
+            "reason": reason, "action": action, "would": would or None,
+            "duration_ms": round(seconds * 1000, 3),
         })
 
     def cache_lookup(self, hit: bool) -> None:

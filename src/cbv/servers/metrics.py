@@ -22,7 +22,7 @@ from cbv.engine.observer import Limit
 from cbv.jobs.model import Final
 from cbv.model import Result, Verdict
 from cbv.policy import Decision
-from cbv.policy.decision import ERROR
+from cbv.policy.decision import ERROR, Action
 from cbv.servers.history import History
 
 LISTENERS = ("policy", "smtpcbd", "milter", "http")
@@ -30,6 +30,14 @@ CALLOUT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 DECISION_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                     1.0, 2.5, 5.0, 10.0)
 OVERRIDDEN, DEFAULT = "overridden", "default"  # domain classes: has a domain_overrides rate
+
+
+def what_happened(decision: Decision) -> tuple[str, str]:
+    """(the action taken, the action a dry run kept from happening or ""): in a dry run the
+    mail server was told to accept, whatever the policy would have done."""
+    if decision.dry_run and decision.action is not Action.ACCEPT:
+        return Action.ACCEPT.value, decision.action.value
+    return decision.action.value, ""
 
 
 class Telemetry:
@@ -62,8 +70,9 @@ class Telemetry:
         self.requests = Counter(
             "cbv_requests", "Requests answered, by listener", ["listener"], registry=r)
         self.decisions = Counter(
-            "cbv_decisions", "Decisions, by listener, result and action",
-            ["listener", "result", "action"], registry=r)
+            "cbv_decisions", "Decisions, by listener, result and the action taken; `would` is "
+            "the action a dry run kept from happening",
+            ["listener", "result", "action", "would"], registry=r)
         self.decision_seconds = Histogram(
             "cbv_decision_duration_seconds", "From a request's arrival to its answer",
             ["listener"], buckets=DECISION_BUCKETS, registry=r)
@@ -90,7 +99,7 @@ class Telemetry:
             self.decision_seconds.labels(listener)
         self._answered = {name: (self.requests.labels(name), self.decision_seconds.labels(name))
                           for name in LISTENERS}
-        self._decided: dict[tuple[str, str, str], Counter] = {}
+        self._decided: dict[tuple[str, str, str, str], Counter] = {}
 
     def jobs(self) -> JobTelemetry:
         """The job worker's observer."""
@@ -108,7 +117,8 @@ class Telemetry:
         if decision is None:
             return
         latency.observe(seconds)
-        key = (listener, decision.result, decision.action.value)
+        action, would = what_happened(decision)
+        key = (listener, decision.result, action, would)
         counter = self._decided.get(key)
         if counter is None:  # few combinations: each child is looked up once
             counter = self._decided[key] = self.decisions.labels(*key)
@@ -116,7 +126,7 @@ class Telemetry:
         if decision.result == ERROR:
             self.errors.labels(listener, "internal_error").inc()
         self.history.decided(listener, decision.address, decision.result, decision.reason,
-                             decision.action.value, seconds)
+                             action, seconds, would)
 
     def looked_up(self, listener: str, verdict: Verdict, seconds: float) -> None:
         """A verdict asked for directly (the HTTP API, whose requests are counted as they

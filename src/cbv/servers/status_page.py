@@ -32,7 +32,10 @@ class RecentDecision(BaseModel):
     address: str
     result: str
     reason: str
-    action: str = Field(description="accept, reject, defer, quarantine; lookup for HTTP")
+    action: str = Field(description="what the mail server was told: accept, reject, defer, "
+                        "quarantine; lookup for HTTP")
+    would: str | None = Field(description="in a dry run, the action that was not taken "
+                              "(reject, defer, quarantine); null otherwise")
     duration_ms: float
 
 
