@@ -119,3 +119,6 @@ def test_a_quarantined_message_lands_in_postfixs_hold_queue(
     assert (f"{queue_id}: milter-hold: END-OF-MESSAGE from unknown[127.0.0.1]: milter triggers "
             "HOLD action") in setup.postfix.log()
     assert sent.message_id not in [m["Message-ID"] for m in mail_world.sink.messages]
+    quarantined = setup.cbv.wait_for(lambda e: e["event"] == "quarantined"
+                                     and e["queue_id"] == queue_id)
+    assert (quarantined["sender"], quarantined["reason"]) == (UNKNOWN, f"cbv: {CBV_SAYS}")

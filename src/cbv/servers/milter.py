@@ -57,8 +57,11 @@ LOG = logging.getLogger("cbv.milter")
 DECISIONS = logging.getLogger("cbv.decision")
 SCORE_HEADER = "X-CBV-Score"
 SUBJECT = "subject"
-# Macros cbv reads; asked for where the MTA lets a filter choose (SMFIF_SETSYMLIST).
-MACROS = {SMFIM.CONNECT: "{client_addr}", SMFIM.ENVFROM: "i {auth_authen}"}
+# Macros cbv reads; asked for where the MTA lets a filter choose (SMFIF_SETSYMLIST). The
+# queue id `i` at every stage after MAIL too: Postfix has none yet at MAIL, and cbv's log
+# lines are matched with the MTA's by it (`milter-hold`, `postcat -q`, Sendmail's qf files).
+MACROS = {SMFIM.CONNECT: "{client_addr}", SMFIM.ENVFROM: "i {auth_authen}",
+          SMFIM.ENVRCPT: "i", SMFIM.EOM: "i"}
 _connection_ids = itertools.count(1)
 
 
@@ -350,6 +353,9 @@ class MilterConnection(RequestConnection[MilterEvent]):
                       change=type(change).__name__)
                 continue
             changes.append(change)
+            if isinstance(change, Quarantine):
+                event(LOG, logging.INFO, "quarantined", queue_id=self._session.macro("i") or "",
+                      sender=transaction.sender, reason=change.reason)
         return self._session.answer(*changes, Continue())
 
 
