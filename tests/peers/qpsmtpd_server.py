@@ -41,10 +41,11 @@ class Qpsmtpd:
     """qpsmtpd with two plugins, smtp_callback (asking cbv) then rcpt_ok, or with the
     plugins file given."""
 
-    def __init__(self, smtpcbd_address: str, local_domain: str, plugins: str | None = None
-                 ) -> None:
+    def __init__(self, smtpcbd_address: str, local_domain: str, plugins: str | None = None,
+                 logging: str = "") -> None:
         """`plugins`, when given, is the whole config/plugins file (`smtpcbd_address` is
-        then unused)."""
+        then unused); `logging` is the config/logging file, where `{logs}` names a folder
+        qpsmtpd's user may write to (no logging plugin by default: qpsmtpd logs to stderr)."""
         self.binary = require_qpsmtpd()
         self.port = free_port()
         # qpsmtpd drops privileges, so its files live where its user can read them
@@ -52,10 +53,10 @@ class Qpsmtpd:
         self.directory.chmod(0o755)
         self.log_path = self.directory / "qpsmtpd.log"
         self._write_config(plugins or f"smtp_callback smtpcbd {smtpcbd_address}\nrcpt_ok\n",
-                           local_domain)
+                           local_domain, logging.replace("{logs}", str(self.directory / "logs")))
         self.process: subprocess.Popen[bytes] | None = None
 
-    def _write_config(self, plugins_file: str, local_domain: str) -> None:
+    def _write_config(self, plugins_file: str, local_domain: str, logging: str) -> None:
         plugins = self.directory / "plugins"
         plugins.mkdir()
         shutil.copyfile(PLUGIN, plugins / "smtp_callback")
@@ -63,6 +64,8 @@ class Qpsmtpd:
         config.mkdir()
         spool = self.directory / "spool"
         spool.mkdir(mode=0o700)
+        logs = self.directory / "logs"
+        logs.mkdir(mode=0o700)
         files = {
             "plugin_dirs": f"{plugins}\n{STOCK_PLUGINS}\n",
             "plugins": plugins_file,
@@ -70,6 +73,7 @@ class Qpsmtpd:
             "rcpthosts": f"{local_domain}\n",
             "spool_dir": f"{spool}\n",
             "loglevel": "6\n",
+            "logging": logging,
         }
         for name, text in files.items():
             (config / name).write_text(text)
@@ -77,7 +81,8 @@ class Qpsmtpd:
             path.chmod(path.stat().st_mode | 0o444 | (0o111 if path.is_dir() else 0))
         if os.geteuid() == 0:
             user = pwd.getpwnam(RUN_AS)
-            os.chown(spool, user.pw_uid, user.pw_gid)
+            for writable in (spool, logs):
+                os.chown(writable, user.pw_uid, user.pw_gid)
 
     def start(self) -> None:
         command = [self.binary, "-l", "127.0.0.1", "-p", str(self.port)]
@@ -99,7 +104,9 @@ class Qpsmtpd:
         raise RuntimeError(f"qpsmtpd did not start in {START_TIMEOUT} s:\n{self.log()}")
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        """What qpsmtpd wrote to stderr, and what a logging/file plugin wrote in its folder."""
+        files = [self.log_path, *sorted((self.directory / "logs").glob("*"))]
+        return "".join(path.read_text(errors="replace") for path in files if path.exists())
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

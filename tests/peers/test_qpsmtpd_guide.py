@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import smtplib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,8 +20,10 @@ from tests.peers.mail_world import (
     EXISTING,
     GREYLISTED,
     UNKNOWN,
+    WAIT,
     CbvServe,
     MailWorld,
+    Sent,
     require,
     send,
 )
@@ -93,15 +96,58 @@ def test_an_excluded_sender_is_not_verified(setup: QpsmtpdSetup, mail_world: Mai
     assert mail_world.callouts(EXCLUDED) == 0
 
 
-def test_mail_flows_while_cbv_is_down(mail_world: MailWorld) -> None:
+def send_to_two(port: int, sender: str) -> list[tuple[int, str]]:
+    """MAIL, then two RCPTs of one message: the replies to the RCPTs."""
+    with smtplib.SMTP("127.0.0.1", port, local_hostname="client.cbv.test", timeout=WAIT) as smtp:
+        smtp.ehlo()
+        smtp.mail(sender)
+        replies = [smtp.rcpt(f"{name}@example.test") for name in ("bob", "carol")]
+        smtp.rset()
+    return [(code, text.decode()) for code, text in replies]
+
+
+def test_a_kept_fail_refuses_the_other_recipients_without_asking_again(
+    setup: QpsmtpdSetup, mail_world: MailWorld
+) -> None:
+    sender = "second-fail@unknown.zoo.test"
+    replies = send_to_two(setup.qpsmtpd.port, sender)
+    assert [code for code, _ in replies] == [550, 550], replies
+    assert mail_world.callouts(sender) == 1
+    assert len([e for e in setup.cbv.logs if e.get("address") == sender]) == 1
+
+
+def test_after_a_tempfail_the_other_recipients_are_accepted(setup: QpsmtpdSetup) -> None:
+    sender = "second-grey@greylisting.zoo.test"
+    replies = send_to_two(setup.qpsmtpd.port, sender)
+    assert [code for code, _ in replies] == [450, 250], replies
+    assert replies[1][1] == "<carol@example.test>, recipient ok"
+
+
+def with_cbv_down(mail_world: MailWorld, logging: str) -> tuple[Sent, str]:
+    """One message through a qpsmtpd whose cbv does not listen, with that logging file."""
     nobody_listens = f"127.0.0.1:{free_port()}"
     plugins = snippet("qpsmtpd", "plugins", smtpcbd=nobody_listens)
-    qpsmtpd = Qpsmtpd("", "example.test", plugins=plugins + forward_to(mail_world))
+    qpsmtpd = Qpsmtpd("", "example.test", plugins=plugins + forward_to(mail_world),
+                      logging=logging)
     try:
         qpsmtpd.start()
-        sent = send(qpsmtpd.port, EXISTING)
-        assert sent.accepted, sent
-        mail_world.sink.delivered(sent.message_id)
-        assert "FATAL PLUGIN ERROR [smtp_callback]" in qpsmtpd.log()
+        return send(qpsmtpd.port, EXISTING), qpsmtpd.log()
     finally:
         qpsmtpd.stop()
+
+
+def test_mail_flows_while_cbv_is_down_without_a_logging_plugin(mail_world: MailWorld) -> None:
+    sent, log = with_cbv_down(mail_world, snippet("qpsmtpd", "logging"))
+    assert sent.accepted, sent
+    mail_world.sink.delivered(sent.message_id)
+    assert "FATAL PLUGIN ERROR [smtp_callback]" in log
+
+
+def test_with_debians_logging_plugin_mail_is_deferred_while_cbv_is_down(
+    mail_world: MailWorld
+) -> None:
+    debian = snippet("qpsmtpd", "debian-logging").replace("/var/log/qpsmtpd", "{logs}")
+    sent, log = with_cbv_down(mail_world, debian)
+    assert (sent.stage, sent.code, sent.text) == (
+        "rcpt", 450, "No plugin decided if relaying is allowed"), sent
+    assert "FATAL PLUGIN ERROR [smtp_callback]" in log
