@@ -3,6 +3,8 @@ with the very ACL of docs/integrations/exim.md; accepted mail is relayed to a si
 
 from __future__ import annotations
 
+import re
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +18,7 @@ from tests.peers.mail_world import (
     EXISTING,
     GREYLISTED,
     UNKNOWN,
+    WAIT,
     CbvServe,
     MailWorld,
     require,
@@ -94,3 +97,40 @@ def test_bounces_are_not_asked_about(setup: EximSetup, mail_world: MailWorld) ->
     assert sent.accepted, sent
     mail_world.sink.delivered(sent.message_id)
     assert not [e for e in setup.cbv.logs[before:] if e["event"] == "decision"]
+
+
+def test_cbvs_answer_is_kept_without_its_newline(setup: EximSetup) -> None:
+    assert send(setup.port, EXISTING).accepted
+    logged = f"cbv: OK:accepted 250 2.1.5 Ok:{EXISTING}:mx1.accepted.zoo.test:"
+    assert wait_until(lambda: logged in setup.exim.log()), setup.exim.log()
+    line = next(line for line in setup.exim.log().splitlines() if logged in line)
+    assert re.fullmatch(r".*:\d+:\d+", line), f"the answer ends in its expiry: {line!r}"
+
+
+def raw_rcpt_reply(port: int, sender: str) -> list[str]:
+    """The lines of Exim's reply to RCPT as they come on the wire."""
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as connection:
+        replies = connection.makefile("rb")
+
+        def reply() -> list[str]:
+            lines = [replies.readline().decode().rstrip("\r\n")]
+            while lines[-1][3:4] == "-":
+                lines.append(replies.readline().decode().rstrip("\r\n"))
+            return lines
+
+        reply()
+        for command in ("EHLO client.cbv.test", f"MAIL FROM:<{sender}>"):
+            connection.sendall(f"{command}\r\n".encode())
+            reply()
+        connection.sendall(b"RCPT TO:<bob@example.test>\r\n")
+        lines = reply()
+        connection.sendall(b"QUIT\r\n")
+    return lines
+
+
+def test_a_long_refusal_comes_in_continuation_lines(setup: EximSetup) -> None:
+    assert raw_rcpt_reply(setup.port, UNKNOWN) == [
+        "550-5.1.7 <alice@unknown.zoo.test>: Sender address rejected:",
+        "550-undeliverable address (mailbox_unknown 550 5.1.1 <alice@unknown.zoo.test>;",
+        "550 Recipient address rejected; User unknown in local recipient table)",
+    ]
