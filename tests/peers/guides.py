@@ -20,6 +20,7 @@ DOCUMENTED = {
     "policy": "127.0.0.1:10040",
     "smtpcbd": "127.0.0.1:4571",
     "milter": "127.0.0.1:8890",
+    "sendmail_milter": "8890@127.0.0.1",  # the milter's address as sendmail.mc writes it
     "redis": "redis://127.0.0.1:6379/0",
 }
 
