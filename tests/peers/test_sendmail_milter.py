@@ -4,7 +4,6 @@ policy with the header, the subject tag and quarantine; accepted mail goes to a 
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from typing import Any
 import pytest
 
 from bench.mail_servers import free_port
+from tests.missing import missing
 from tests.peers.guides import settings, snippet
 from tests.peers.mail_world import (
     EXCLUDED,
@@ -28,10 +28,8 @@ from tests.peers.sendmail_server import Sendmail, unavailable
 
 pytestmark = pytest.mark.peers
 require()
-if (missing := unavailable()) is not None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"cannot test against Sendmail: {missing}", pytrace=False)
-    pytest.skip(f"cannot test against Sendmail: {missing}", allow_module_level=True)
+if (reason := unavailable()) is not None:
+    missing(f"cannot test against Sendmail: {reason}")
 
 TAGGED = "tagged.example.test"  # failed senders accepted with a subject tag
 HELD = "held.example.test"  # failed senders quarantined
