@@ -2,8 +2,8 @@
 
 The peer tests read the snippets from the guides themselves (tests/peers/guides.py); this
 checks what they cannot: that no marked snippet goes unused, that every cbv.toml snippet
-is a valid configuration, and that Sendmail's guide, proven through Postfix's milter
-client, configures the same milter.
+is a valid configuration, and that Sendmail's guide configures the milter that Postfix's
+does.
 """
 
 from __future__ import annotations

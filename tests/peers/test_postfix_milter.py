@@ -1,8 +1,7 @@
 """Postfix with cbv as a milter (`smtpd_milters`), set up as docs/integrations/postfix.md
 says: what the policy listener does, plus what only a milter can: the subject tag, the
-X-CBV-Result header on the message, and quarantine into Postfix's hold queue.
-
-Sendmail speaks the same milter protocol; its guide is proven by this test too.
+X-CBV-Result header on the message, and quarantine into Postfix's hold queue; and, with
+the guide's blocks as they stand, the refusal at MAIL.
 """
 
 from __future__ import annotations
@@ -122,3 +121,32 @@ def test_a_quarantined_message_lands_in_postfixs_hold_queue(
     quarantined = setup.cbv.wait_for(lambda e: e["event"] == "quarantined"
                                      and e["queue_id"] == queue_id)
     assert (quarantined["sender"], quarantined["reason"]) == (UNKNOWN, f"cbv: {CBV_SAYS}")
+
+
+@pytest.fixture(scope="module")
+def guide(mail_world: MailWorld, started: Callable[[Any], Any]) -> MilterSetup:
+    """The guide's blocks as they stand, no domain tables: cbv decides at MAIL."""
+    cbv = started(mail_world.start_cbv(settings("postfix", "cbv-milter", milter="127.0.0.1:0")))
+    port = free_port()
+    milter = main_cf_settings(snippet("postfix", "milter", milter=cbv.addresses["milter"]))
+    relay = (f"relay_domains = example.test\n"
+             f"relay_transport = smtp:[127.0.0.1]:{mail_world.sink.port}\n")
+    postfix = started(Postfix("milter-guide", mail_world.resolver, relay, {port: milter}))
+    postfix.start()
+    return MilterSetup(postfix, port, cbv)
+
+
+def test_with_the_guides_blocks_the_refusal_comes_at_mail(guide: MilterSetup) -> None:
+    sent = send(guide.port, UNKNOWN)
+    assert (sent.stage, sent.code, sent.text) == ("mail", 550, f"5.1.7 {CBV_SAYS}"), sent
+    logged = f"NOQUEUE: milter-reject: MAIL from unknown[127.0.0.1]: 550 5.1.7 {CBV_SAYS}"
+    assert wait_until(lambda: logged in guide.postfix.log()), guide.postfix.log()
+
+
+def test_at_mail_cbv_calls_out_for_relay_attempts_too(
+    guide: MilterSetup, mail_world: MailWorld
+) -> None:
+    sender = "relaying@catch-all.zoo.test"
+    sent = send(guide.port, sender, recipient="someone@elsewhere.test")
+    assert (sent.stage, sent.code) == ("rcpt", 454), sent  # Relay access denied
+    assert mail_world.callouts(sender) == 1

@@ -112,6 +112,9 @@ def test_with_domain_tables_the_refusal_is_at_rcpt_naming_the_recipient(
     sent = send(site.sendmail.port, UNKNOWN)
     assert (sent.stage, sent.code, sent.text) == (
         "rcpt", 550, f"5.1.7 <{RECIPIENT}>... {CBV_SAYS}"), sent
+    logged = site.sendmail.syslog.wait_for(
+        lambda line: f"Milter: to=<{RECIPIENT}>, reject=550 5.1.7 {CBV_SAYS}" in line)
+    assert logged is not None, site.sendmail.log()
 
 
 def test_a_failed_sender_let_through_gets_the_subject_tag_and_the_header(
@@ -136,7 +139,12 @@ def test_a_quarantined_message_waits_and_is_released_as_the_guide_says(
     quarantined = site.cbv.wait_for(lambda e: e["event"] == "quarantined")
     assert (quarantined["queue_id"], quarantined["sender"]) == (queue_id, UNKNOWN)
     assert sent.message_id not in [m["Message-ID"] for m in mail_world.sink.messages]
+    logged = site.sendmail.syslog.wait_for(
+        lambda line: f"{queue_id}: milter=cbv, quarantine=cbv: {CBV_SAYS}" in line)
+    assert logged is not None, site.sendmail.log()
 
+    site.sendmail.run("-Q", f"-qI{queue_id}")  # without -qQ: not among quarantined mail
+    assert queue_id in site.sendmail.quarantined()
     site.sendmail.run("-Q", "-qQ", f"-qI{queue_id}")  # the guide's release
     assert queue_id not in site.sendmail.quarantined()
     site.sendmail.run(f"-qI{queue_id}")  # the next queue run, at once
