@@ -165,8 +165,15 @@ async def test_sqlite_forgets_a_finished_job_after_keep(tmp_path: Path) -> None:
 @pytest.mark.peers
 async def test_redis_lets_a_finished_job_expire_after_keep(redis_url: str) -> None:
     queue = RedisJobQueue(parse_cache_location(redis_url), keep=KEEP, lease=LEASE)
-    await finish_one(queue, time.time())
     client = redis.asyncio.Redis.from_url(redis_url)
+    now = time.time()
+    await queue.submit(spec(2, "job0", now), items("job0", ["a@x.test", "b@x.test"]))
+    first, second = await claim_all(queue, 2, now)
+    await queue.settle(first, [final(first.item.entries[0].index, "a@x.test")], [], now)
+    horizon_and_keep = 600 + KEEP
+    assert KEEP < await client.ttl(results_key("job0")) <= horizon_and_keep, "never for ever"
+    await queue.settle(second, [final(second.item.entries[0].index, "b@x.test")], [], now)
+    await finish_one(queue, time.time())
     for key in (job_key("job1"), results_key("job1")):
         assert 0 < await client.ttl(key) <= KEEP
     await client.aclose()

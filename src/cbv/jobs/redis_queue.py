@@ -68,6 +68,9 @@ for i = 1, tonumber(ARGV[pos]) do
   if waiting > 0 then redis.call('HINCRBY', KEYS[3], 'waiting', waiting) end
   pos = pos + 3
 end
+if added > 0 and redis.call('TTL', KEYS[4]) == -1 then
+  redis.call('EXPIRE', KEYS[4], redis.call('TTL', KEYS[3]))
+end
 local done = redis.call('HINCRBY', KEYS[3], 'done', added)
 if done >= tonumber(redis.call('HGET', KEYS[3], 'total')) then
   redis.call('HSET', KEYS[3], 'state', 'done', 'finished_at', ARGV[3])
