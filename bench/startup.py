@@ -101,8 +101,10 @@ def report(times: dict[str, list[tuple[float, float]]], runs: int, load_before: 
         "- CPU time (user + system) is what load on a shared machine does not inflate; wall "
         "time is what a script waits.",
         "- `cbv.cli.main` imports click and nothing of the daemon, the HTTP app or the engine "
-        "(tests/cli/test_startup.py checks which modules load); a syntax-only verdict loads "
-        "the config models and the Verdict (pydantic) but never builds the engine.",
+        "(tests/cli/test_startup.py checks which modules load). A syntax-only verdict never "
+        "builds the engine, but it still loads and validates the configuration, so that a "
+        "broken config file is reported whatever the addresses: importing the config models "
+        "(pydantic, with every section's schema) is most of what it spends beyond `--help`.",
     ])
 
 
