@@ -150,3 +150,25 @@ def test_at_mail_cbv_calls_out_for_relay_attempts_too(
     sent = send(guide.port, sender, recipient="someone@elsewhere.test")
     assert (sent.stage, sent.code) == ("rcpt", 454), sent  # Relay access denied
     assert mail_world.callouts(sender) == 1
+
+
+def test_a_check_policy_service_left_in_costs_warnings_but_mail_flows(
+    guide: MilterSetup, mail_world: MailWorld, started: Callable[[Any], Any]
+) -> None:
+    """Why the guide says to take the policy service out when switching to the milter."""
+    dead_policy = f"127.0.0.1:{free_port()}"
+    both = {**main_cf_settings(snippet("postfix", "sender-restrictions", policy=dead_policy)),
+            **main_cf_settings(snippet("postfix", "milter",
+                                       milter=guide.cbv.addresses["milter"]))}
+    port = free_port()
+    relay = (f"relay_domains = example.test\n"
+             f"relay_transport = smtp:[127.0.0.1]:{mail_world.sink.port}\n")
+    postfix = started(Postfix("milter-and-policy", mail_world.resolver, relay, {port: both}))
+    postfix.start()
+    sent = send(port, EXISTING)
+    assert sent.accepted, sent
+    refused = f"warning: connect to {dead_policy}: Connection refused"
+    assert wait_until(lambda: postfix.log().count(refused) >= 2), postfix.log()
+    assert postfix.log().count(refused) == 2, "two tries for the one RCPT"
+    assert f"warning: problem talking to server {dead_policy}: Connection refused" in (
+        postfix.log())
