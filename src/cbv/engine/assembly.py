@@ -21,9 +21,12 @@ from cbv.config import Config, ConfigError
 from cbv.dns.resolver import DnspythonResolver, Resolver
 from cbv.egress.pool import EgressPool
 from cbv.engine.egress_ledger import build_egress_pool
+from cbv.engine.limited_callout import LimitedCallout
 from cbv.engine.limits import CalloutLimits, PoolHostSlots
 from cbv.engine.observer import NO_OBSERVER, VerifierObserver
-from cbv.engine.singleflight import ProcessLocks, RedisLocks, SharedLocks
+from cbv.engine.shared_callouts import SharedCallouts
+from cbv.engine.singleflight import LocalFlights, ProcessLocks, RedisLocks, SharedLocks
+from cbv.engine.verdict_store import VerdictStore
 
 LOCK_MARGIN = 5.0
 
@@ -42,9 +45,13 @@ class Engine:
     clock: Clock  # epoch seconds; tests pass a fake one to travel in time
     observer: VerifierObserver
     egresses: EgressPool
+    store: VerdictStore
+    callouts: SharedCallouts
 
     async def aclose(self) -> None:
-        """Make every stored verdict durable; close the cache if it was opened here."""
+        """Stop background refreshes, make every stored verdict durable, and close the
+        cache if it was opened here."""
+        await self.callouts.aclose()
         if self.owns_cache:
             await self.cache.aclose()
         else:
@@ -98,6 +105,8 @@ def assemble(config: Config, **injected: Unpack[Injected]) -> Engine:
     egresses = build_egress_pool(config.callout, redis, observer, clock)
     runner = CalloutRunner(config, resolver, PoolHostSlots(limits.hosts),
                            injected.get("connector"), egresses=egresses)
+    store = VerdictStore(cache, config.cache, clock, observer)
+    callout = LimitedCallout(runner, limits, store, observer)
     return Engine(
         config=config,
         cache=cache,
@@ -109,4 +118,6 @@ def assemble(config: Config, **injected: Unpack[Injected]) -> Engine:
         clock=clock,
         observer=observer,
         egresses=egresses,
+        store=store,
+        callouts=SharedCallouts(callout, store, locks, LocalFlights()),
     )

@@ -4,73 +4,33 @@ Each verification goes cache -> single-flight -> limits -> callout. A cached ver
 is answered at once (past its refresh time, a background callout renews it);
 concurrent requests for one address share one callout; a callout waits for its
 domain's budget and the host and global caps, or answers transient/rate_limited.
+This module is the thin front: parsing, batching by domain, and the cache's first
+look; the parts behind it are built by `cbv.engine.assembly`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
-import logging
-import time
-from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from types import TracebackType
-from typing import Any, Unpack
+from typing import Unpack
 
 from cbv.address import Address, AddressError, parse_address
 from cbv.cache.backend import CacheBackend
-from cbv.cache.records import Fact, Lifetimes, keeps_previous
-from cbv.callout.runner import NOTHING_KNOWN, DomainKnowledge
-from cbv.config import CacheConfig, Config
+from cbv.config import Config
 from cbv.egress.pool import EgressPool
 from cbv.engine.assembly import Engine, Injected, assemble
-from cbv.engine.limits import GLOBAL_POOL
-from cbv.engine.singleflight import LocalFlights
 from cbv.engine.syntax import syntax_verdict
-from cbv.model import Reason, Result, Stage, Verdict, utcnow
-
-log = logging.getLogger("cbv.engine")
+from cbv.model import Verdict
 
 PARSED_MEMO = 65_536
-
-
-def rate_limited_verdict(address: Address, detail: str) -> Verdict:
-    return Verdict(
-        address=str(address),
-        result=Result.TRANSIENT,
-        reason=Reason.RATE_LIMITED,
-        checked_at=utcnow(),
-        detail=detail,
-    )
-
-
-def unreachable_verdict(address: Address, domain: str) -> Verdict:
-    return Verdict(
-        address=str(address),
-        result=Result.TRANSIENT,
-        reason=Reason.CONNECTION_FAILED,
-        stage=Stage.CONNECT,
-        cached=True,
-        checked_at=utcnow(),
-        detail=f"no mail exchanger of {domain} took a connection lately; not dialled again yet",
-    )
 
 
 @functools.lru_cache(maxsize=PARSED_MEMO)
 def _parse(text: str) -> Address:
     """Cached hits are cheaper than parsing; the same senders come back again and again."""
     return parse_address(text)
-
-
-def fact_lifetimes(config: CacheConfig) -> dict[str, float]:
-    """Seconds each DomainKnowledge field is remembered once learned."""
-    return {
-        "catch_all": config.catch_all_ttl,
-        "refuses_null_sender": config.null_sender_ttl,
-        "vrfy_useful": config.vrfy_ttl,
-        "one_recipient_per_transaction": config.recipient_limit_ttl,
-        "unreachable": config.unreachable_ttl,
-    }
 
 
 class Verifier:
@@ -93,17 +53,9 @@ class Verifier:
             engine = assemble(config or Config(), **injected)
         self._engine = engine
         self.config = engine.config
-        self._clock = engine.clock
-        self._observer = engine.observer
-        self._cache = engine.cache
-        self._lifetimes = Lifetimes.from_config(self.config.cache)
-        self._fact_lifetimes = fact_lifetimes(self.config.cache)
-        self._limits = engine.limits
-        self._locks = engine.locks
-        self._flights = LocalFlights()
+        self._store = engine.store
+        self._callouts = engine.callouts
         self._runner = engine.runner
-        self._background: set[asyncio.Task[None]] = set()
-        self._refreshing: set[Address] = set()
 
     async def __aenter__(self) -> Verifier:
         return self
@@ -118,18 +70,15 @@ class Verifier:
 
     async def aclose(self) -> None:
         """Stop background refreshes and make every stored verdict durable."""
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
         await self._engine.aclose()
 
     async def flush(self) -> None:
         """Return once every verdict stored so far is durable."""
-        await self._cache.flush()
+        await self._store.cache.flush()
 
     @property
     def cache(self) -> CacheBackend:
-        return self._cache
+        return self._store.cache
 
     @property
     def senders(self) -> tuple[str, ...]:
@@ -153,7 +102,7 @@ class Verifier:
             hit = await self._lookup(parsed)
             if hit is not None:
                 return hit
-        verdicts = await self._resolve([parsed], transcript, use_cache)
+        verdicts = await self._callouts.resolve([parsed], transcript, use_cache)
         return verdicts[parsed]
 
     async def verify_many(
@@ -229,179 +178,13 @@ class Verifier:
             found = {a: hit for a, hit in zip(batch, hits, strict=True) if hit is not None}
         missing = [address for address in batch if address not in found]
         if missing:
-            found.update(await self._resolve(missing, transcript, use_cache))
+            found.update(await self._callouts.resolve(missing, transcript, use_cache))
         return found
 
-    # The cache
-
     async def _lookup(self, address: Address) -> Verdict | None:
-        record = await self._cache.get(address)
-        self._observer.cache_lookup(record is not None)
+        record = await self._store.lookup(address)
         if record is None:
             return None
-        if record.needs_refresh(self._clock()):
-            self._refresh_in_background(address)
+        if self._store.needs_refresh(record):
+            self._callouts.refresh_in_background(address)
         return record.verdict
-
-    def _refresh_in_background(self, address: Address) -> None:
-        if address in self._refreshing or self._flights.is_flying(address):
-            return
-        self._refreshing.add(address)
-        self._spawn(self._refresh(address))
-
-    async def _refresh(self, address: Address) -> None:
-        try:
-            await self._resolve([address], transcript=False, use_cache=True)
-        except Exception:
-            log.exception("background refresh of %s failed", address)
-        finally:
-            self._refreshing.discard(address)
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _known(self, domain: str) -> DomainKnowledge:
-        facts = await self._cache.facts(domain)
-        return DomainKnowledge(**{name: fact.value for name, fact in facts.items()
-                                  if name in self._fact_lifetimes})
-
-    async def _learn(self, domain: str, learned: DomainKnowledge) -> None:
-        now = self._clock()
-        facts: dict[str, Fact] = {}
-        for name, value in dataclasses.asdict(learned).items():
-            lifetime = self._fact_lifetimes[name]
-            if value is not None and lifetime > 0:
-                facts[name] = Fact(value, now + lifetime)
-        if facts:
-            await self._cache.learn(domain, facts)
-
-    async def _store(self, verdicts: Mapping[Address, Verdict]) -> dict[Address, Verdict]:
-        """Store fresh verdicts; each comes back with the `expires_at` it was stored with."""
-        now = self._clock()
-        stored: dict[Address, Verdict] = {}
-        for address, verdict in verdicts.items():
-            stored[address] = verdict
-            record = self._lifetimes.record(verdict, now)
-            if record is None:
-                continue
-            if verdict.result is Result.TRANSIENT:
-                previous = await self._cache.get(address)
-                if previous is not None and keeps_previous(previous, verdict, now):
-                    retry_at = now + self._lifetimes.transient_ttl
-                    await self._cache.put(previous.postponed(retry_at))
-                    continue
-            await self._cache.put(record)
-            stored[address] = verdict.model_copy(
-                update={"expires_at": record.verdict.expires_at}
-            )
-        return stored
-
-    # Single-flight
-
-    async def _resolve(
-        self, addresses: list[Address], transcript: bool, use_cache: bool
-    ) -> dict[Address, Verdict]:
-        """Join the callouts in flight for these addresses, lead one for the rest."""
-        if transcript:  # the caller asked for its own dialogue: nothing to share
-            return await self._callout(addresses, transcript=True, use_cache=use_cache)
-        waiting: dict[Address, asyncio.Future[Verdict]] = {}
-        led: list[Address] = []
-        for address in addresses:
-            flight = self._flights.join(address)
-            if flight is None:
-                flight = self._flights.lead(address)
-                led.append(address)
-            waiting[address] = flight
-        if led:
-            self._spawn(self._lead(led, use_cache))
-        return {address: await asyncio.shield(flight) for address, flight in waiting.items()}
-
-    async def _lead(self, addresses: list[Address], use_cache: bool) -> None:
-        """Runs as its own task, so a caller that goes away does not cancel the others."""
-        try:
-            if use_cache:
-                verdicts = await self._lead_shared(addresses)
-            else:
-                verdicts = await self._callout(addresses, transcript=False, use_cache=False)
-        except BaseException as exc:
-            for address in addresses:
-                self._flights.fail(address, exc)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            return
-        for address in addresses:
-            self._flights.land(address, verdicts[address])
-
-    async def _lead_shared(self, addresses: list[Address]) -> dict[Address, Verdict]:
-        claimed, elsewhere = await self._locks.claim(addresses)
-        if not elsewhere:  # the usual case: no other process verifies any of these
-            return await self._verify_claimed(claimed)
-        parts = await asyncio.gather(
-            self._verify_claimed(claimed), *(self._after_elsewhere(a) for a in elsewhere)
-        )
-        return {address: verdict for part in parts for address, verdict in part.items()}
-
-    async def _verify_claimed(self, addresses: list[Address]) -> dict[Address, Verdict]:
-        """Look again (another process may have just stored it), then call out."""
-        if not addresses:
-            return {}
-        try:
-            records = [await self._cache.get(a) for a in addresses]
-            now = self._clock()
-            verdicts = {
-                address: record.verdict
-                for address, record in zip(addresses, records, strict=True)
-                if record is not None and not record.needs_refresh(now)
-            }
-            todo = [address for address in addresses if address not in verdicts]
-            if todo:
-                verdicts.update(await self._callout(todo, transcript=False, use_cache=True))
-            return verdicts
-        finally:
-            await self._locks.release(addresses)
-
-    async def _after_elsewhere(self, address: Address) -> dict[Address, Verdict]:
-        """Another process verifies `address`: take its verdict, or call out if none landed."""
-        await self._locks.wait(address)
-        record = await self._cache.get(address)
-        if record is not None:
-            return {address: record.verdict}
-        return await self._callout([address], transcript=False, use_cache=True)
-
-    # Limits and the callout
-
-    async def _callout(
-        self, addresses: list[Address], transcript: bool, use_cache: bool
-    ) -> dict[Address, Verdict]:
-        domain = self._runner.mx_domain(addresses[0])
-        known = await self._known(domain) if use_cache else NOTHING_KNOWN
-        if known.unreachable:
-            return {address: unreachable_verdict(address, domain) for address in addresses}
-        wait = await self._limits.budget.reserve(domain)
-        if wait is None:
-            self._observer.limit_refused(domain, "domain_budget")
-            detail = f"callout budget for {domain} spent; not calling out now"
-            return {address: rate_limited_verdict(address, detail) for address in addresses}
-        if wait:
-            self._observer.limit_wait(domain, wait)
-            await asyncio.sleep(wait)
-        async with self._limits.in_flight.hold(GLOBAL_POOL) as admitted:
-            if not admitted:
-                self._observer.limit_refused(domain, "in_flight")
-                detail = "too many callouts in flight; not calling out now"
-                return {address: rate_limited_verdict(address, detail) for address in addresses}
-            self._observer.callout_started()
-            started = time.perf_counter()
-            verdicts: dict[Address, Verdict] = {}
-            try:
-                report = await self._runner.run_report(addresses, transcript, known)
-                verdicts = report.verdicts
-            finally:
-                self._observer.callout_finished(verdicts.values(),
-                                                time.perf_counter() - started)
-        if not use_cache:
-            return report.verdicts
-        await self._learn(domain, report.learned)
-        return await self._store(report.verdicts)

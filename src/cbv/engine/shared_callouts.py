@@ -1,0 +1,126 @@
+"""Who calls out for an address: one request in this process leads, the others await it;
+across processes, a lock decides and the others read the verdict the holder stored.
+Refreshes of stale cached verdicts run here too, in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from cbv.address import Address
+from cbv.engine.limited_callout import LimitedCallout
+from cbv.engine.singleflight import LocalFlights, SharedLocks
+from cbv.engine.verdict_store import VerdictStore
+from cbv.model import Verdict
+
+log = logging.getLogger("cbv.engine")
+
+
+class SharedCallouts:
+    """Single-flight in front of `LimitedCallout`; safe to share across tasks of one loop."""
+
+    def __init__(
+        self,
+        callout: LimitedCallout,
+        store: VerdictStore,
+        locks: SharedLocks,
+        flights: LocalFlights,
+    ) -> None:
+        self._callout = callout
+        self._store = store
+        self._locks = locks
+        self._flights = flights
+        self._background: set[asyncio.Task[None]] = set()
+        self._refreshing: set[Address] = set()
+
+    async def aclose(self) -> None:
+        """Stop the refreshes and leads still running in the background."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def resolve(
+        self, addresses: list[Address], transcript: bool, use_cache: bool
+    ) -> dict[Address, Verdict]:
+        """Join the callouts in flight for these addresses, lead one for the rest."""
+        if transcript:  # the caller asked for its own dialogue: nothing to share
+            return await self._callout.run(addresses, transcript=True, use_cache=use_cache)
+        waiting: dict[Address, asyncio.Future[Verdict]] = {}
+        led: list[Address] = []
+        for address in addresses:
+            flight = self._flights.join(address)
+            if flight is None:
+                flight = self._flights.lead(address)
+                led.append(address)
+            waiting[address] = flight
+        if led:
+            self._spawn(self._lead(led, use_cache))
+        return {address: await asyncio.shield(flight) for address, flight in waiting.items()}
+
+    def refresh_in_background(self, address: Address) -> None:
+        """Renew a cached verdict past its refresh time, unless that is already under way."""
+        if address in self._refreshing or self._flights.is_flying(address):
+            return
+        self._refreshing.add(address)
+        self._spawn(self._refresh(address))
+
+    async def _refresh(self, address: Address) -> None:
+        try:
+            await self.resolve([address], transcript=False, use_cache=True)
+        except Exception:
+            log.exception("background refresh of %s failed", address)
+        finally:
+            self._refreshing.discard(address)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _lead(self, addresses: list[Address], use_cache: bool) -> None:
+        """Runs as its own task, so a caller that goes away does not cancel the others."""
+        try:
+            if use_cache:
+                verdicts = await self._lead_shared(addresses)
+            else:
+                verdicts = await self._callout.run(addresses, transcript=False, use_cache=False)
+        except BaseException as exc:
+            for address in addresses:
+                self._flights.fail(address, exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        for address in addresses:
+            self._flights.land(address, verdicts[address])
+
+    async def _lead_shared(self, addresses: list[Address]) -> dict[Address, Verdict]:
+        claimed, elsewhere = await self._locks.claim(addresses)
+        if not elsewhere:  # the usual case: no other process verifies any of these
+            return await self._verify_claimed(claimed)
+        parts = await asyncio.gather(
+            self._verify_claimed(claimed), *(self._after_elsewhere(a) for a in elsewhere)
+        )
+        return {address: verdict for part in parts for address, verdict in part.items()}
+
+    async def _verify_claimed(self, addresses: list[Address]) -> dict[Address, Verdict]:
+        """Look again (another process may have just stored it), then call out."""
+        if not addresses:
+            return {}
+        try:
+            verdicts = await self._store.fresh(addresses)
+            todo = [address for address in addresses if address not in verdicts]
+            if todo:
+                verdicts.update(await self._callout.run(todo, transcript=False, use_cache=True))
+            return verdicts
+        finally:
+            await self._locks.release(addresses)
+
+    async def _after_elsewhere(self, address: Address) -> dict[Address, Verdict]:
+        """Another process verifies `address`: take its verdict, or call out if none landed."""
+        await self._locks.wait(address)
+        verdict = await self._store.stored(address)
+        if verdict is not None:
+            return {address: verdict}
+        return await self._callout.run([address], transcript=False, use_cache=True)
