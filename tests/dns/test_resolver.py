@@ -10,11 +10,14 @@ import pytest
 from cbv.config import DnsConfig
 from cbv.dns.resolver import DnspythonResolver, DnsStatus, MxRecord
 from cbv.testing import FakeDNS
+from tests.cache.helpers import FakeClock
 
 
-def resolver(dns: FakeDNS, **overrides: object) -> DnspythonResolver:
+def resolver(dns: FakeDNS, clock: FakeClock | None = None, **overrides: object
+             ) -> DnspythonResolver:
     return DnspythonResolver(DnsConfig(nameservers=[dns.nameserver], timeout=1.0,
-                                       **overrides))  # type: ignore[arg-type]
+                                       **overrides),  # type: ignore[arg-type]
+                             clock or FakeClock())
 
 
 async def test_mx_statuses(fake_dns: FakeDNS) -> None:
@@ -43,19 +46,37 @@ async def test_addresses_both_families(fake_dns: FakeDNS) -> None:
 
 
 async def test_answers_are_cached_for_their_ttl(fake_dns: FakeDNS) -> None:
-    fake_dns.add_mx("short.test", [(10, "mx.short.test")], ttl=1)
+    fake_dns.add_mx("short.test", [(10, "mx.short.test")], ttl=60)
     fake_dns.add_mx("long.test", [(10, "mx.long.test")], ttl=300)
-    r = resolver(fake_dns)
+    clock = FakeClock()
+    r = resolver(fake_dns, clock)
     for _ in range(3):
         await r.mx("short.test")
         await r.mx("long.test")
+    clock.advance(59.9)
+    await r.mx("short.test")
     assert fake_dns.query_count("short.test", "MX") == 1
     assert fake_dns.query_count("long.test", "MX") == 1
-    await asyncio.sleep(1.1)
+    clock.advance(0.1)
     await r.mx("short.test")
     await r.mx("long.test")
     assert fake_dns.query_count("short.test", "MX") == 2
     assert fake_dns.query_count("long.test", "MX") == 1
+
+
+async def test_negative_answers_last_the_shorter_of_their_ttl_and_negative_ttl(
+    fake_dns: FakeDNS,
+) -> None:
+    fake_dns.set_nxdomain("gone.test")
+    clock = FakeClock()
+    r = resolver(fake_dns, clock, negative_ttl=30)
+    await r.mx("gone.test")
+    clock.advance(29.9)
+    await r.mx("gone.test")
+    assert fake_dns.query_count("gone.test", "MX") == 1
+    clock.advance(0.1)
+    await r.mx("gone.test")
+    assert fake_dns.query_count("gone.test", "MX") == 2
 
 
 async def test_negative_answers_cached_tempfail_not(fake_dns: FakeDNS) -> None:

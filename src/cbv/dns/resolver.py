@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -16,6 +15,7 @@ import dns.name
 import dns.nameserver
 import dns.rdatatype
 import dns.resolver
+from cachetools import TLRUCache
 
 from cbv.config import DnsConfig
 
@@ -60,24 +60,34 @@ class Resolver(Protocol):
 
 
 Answer = TypeVar("Answer", MxAnswer, AddressAnswer)
+Clock = Callable[[], float]
 
 
 class TtlCache(Generic[Answer]):
     """Answers kept for their TTL, least recently used dropped first; identical
-    lookups in flight share one query."""
+    lookups in flight share one query. `clock` is the engine's, so tests move time on
+    instead of waiting for TTLs to run out."""
 
-    def __init__(self, size: int, negative_ttl: int) -> None:
-        self._size = size
+    def __init__(self, size: int, negative_ttl: int, clock: Clock = time.monotonic) -> None:
         self._negative_ttl = negative_ttl
-        self._entries: OrderedDict[str, tuple[float, Answer]] = OrderedDict()
+        self._entries: TLRUCache[str, Answer, float] | None = (
+            TLRUCache(size, self._expiry, timer=clock) if size > 0 else None
+        )
         self._inflight: dict[str, asyncio.Future[Answer]] = {}
 
+    def _expiry(self, key: str, answer: Answer, now: float) -> float:
+        """When `answer` goes; no later than now (so never kept) for a temporary failure."""
+        if answer.status is DnsStatus.TEMPFAIL:
+            return now
+        if answer.status is DnsStatus.OK:
+            return now + answer.ttl
+        return now + min(answer.ttl, self._negative_ttl)
+
     async def get(self, key: str, lookup: Callable[[], Awaitable[Answer]]) -> Answer:
-        entry = self._entries.get(key)
-        now = time.monotonic()
-        if entry is not None and entry[0] > now:
-            self._entries.move_to_end(key)
-            return entry[1]
+        if self._entries is not None:
+            cached = self._entries.get(key)
+            if cached is not None:
+                return cached
         pending = self._inflight.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -91,23 +101,11 @@ class TtlCache(Generic[Answer]):
             raise
         else:
             future.set_result(answer)
-            self._store(key, answer, now)
+            if self._entries is not None:
+                self._entries[key] = answer
             return answer
         finally:
             del self._inflight[key]
-
-    def _store(self, key: str, answer: Answer, now: float) -> None:
-        if self._size == 0 or answer.status is DnsStatus.TEMPFAIL:
-            return
-        ttl = answer.ttl
-        if answer.status is not DnsStatus.OK:
-            ttl = min(ttl, self._negative_ttl)
-        if ttl <= 0:
-            return
-        self._entries[key] = (now + ttl, answer)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._size:
-            self._entries.popitem(last=False)
 
 
 def _absolute(name: str) -> dns.name.Name:
@@ -146,12 +144,14 @@ def stub_resolver(config: DnsConfig) -> dns.asyncresolver.Resolver:
 class DnspythonResolver:
     """dnspython's async stub resolver with our cache, never the search list."""
 
-    def __init__(self, config: DnsConfig) -> None:
+    def __init__(self, config: DnsConfig, clock: Clock = time.monotonic) -> None:
         self._resolver = stub_resolver(config)
         self._negative_default = config.negative_ttl
-        self._mx_cache: TtlCache[MxAnswer] = TtlCache(config.cache_size, config.negative_ttl)
+        self._mx_cache: TtlCache[MxAnswer] = TtlCache(
+            config.cache_size, config.negative_ttl, clock
+        )
         self._address_cache: TtlCache[AddressAnswer] = TtlCache(
-            config.cache_size, config.negative_ttl
+            config.cache_size, config.negative_ttl, clock
         )
 
     async def mx(self, domain: str) -> MxAnswer:

@@ -100,7 +100,7 @@ def assemble(config: Config, **injected: Unpack[Injected]) -> Engine:
     if locks is None:
         locks = RedisLocks(redis, lease) if redis else ProcessLocks()
     if resolver is None:
-        resolver = DnspythonResolver(config.dns)
+        resolver = DnspythonResolver(config.dns, clock)
     observer = injected.get("observer", NO_OBSERVER)
     egresses = build_egress_pool(config.callout, redis, observer, clock)
     runner = CalloutRunner(config, resolver, PoolHostSlots(limits.hosts),
