@@ -4,8 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from cbv.address import parse_address
-from cbv.callout.dialogue import Dialogue, Quit, Send, SessionSettings, StartTLS
+from cbv.callout.dialogue import (
+    Command,
+    ConnectionLost,
+    Dialogue,
+    Outcome,
+    Quit,
+    Send,
+    SessionSettings,
+    StartTLS,
+    lose_connection,
+)
 from cbv.model import Reason, Stage
 from cbv.protocol.smtp import Reply
 
@@ -106,16 +118,44 @@ def test_rcpt_budget_is_never_exceeded() -> None:
 def test_connection_lost_before_rcpt_asks_for_the_next_host() -> None:
     alice = parse_address("alice@x.test")
     dialogue = Dialogue(settings(), [alice])
-    dialogue.connection_lost(Stage.MAIL, Reason.TIMEOUT, "no reply")
+    steps = dialogue.steps()
+    next(steps)
+    steps.send([Reply(220, ("mx.test ready",))])
+    assert steps.send([EHLO_PLAIN]) == Send(
+        (Command(b"MAIL FROM:<>\r\n", Stage.MAIL),), Stage.MAIL)
+    lose_connection(steps, ConnectionLost(Stage.MAIL, Reason.TIMEOUT, "no reply"))
     assert dialogue.outcomes == {}
-    assert dialogue.host_failure is not None and dialogue.host_failure.stage is Stage.MAIL
+    assert dialogue.host_failure == Outcome(Reason.TIMEOUT, Stage.MAIL, detail="no reply")
 
 
 def test_connection_lost_at_rcpt_decides_the_current_address() -> None:
     alice, bob = parse_address("alice@x.test"), parse_address("bob@x.test")
-    dialogue = Dialogue(settings(), [alice, bob])
-    dialogue.current = alice
-    dialogue.connection_lost(Stage.RCPT, Reason.CONNECTION_FAILED, "reset")
+    dialogue = Dialogue(settings(probe_local_part=None), [alice, bob])
+    steps = dialogue.steps()
+    next(steps)
+    steps.send([Reply(220, ("mx.test ready",))])
+    steps.send([EHLO_PLAIN])
+    rcpt = steps.send([MAIL_OK])
+    assert rcpt == Send((Command(b"RCPT TO:<alice@x.test>\r\n", Stage.RCPT),), Stage.RCPT)
+    lose_connection(steps, ConnectionLost(Stage.RCPT, Reason.CONNECTION_FAILED, "reset"))
     assert dialogue.outcomes[alice].reason is Reason.CONNECTION_FAILED
     assert dialogue.undecided == [bob]
     assert dialogue.host_failure is None  # bob gets a fresh session on the same host
+
+
+def test_no_connection_at_all_is_a_host_failure() -> None:
+    alice = parse_address("alice@x.test")
+    dialogue = Dialogue(settings(), [alice])
+    dialogue.abandon(ConnectionLost(Stage.CONNECT, Reason.RATE_LIMITED, "host busy"))
+    assert dialogue.outcomes == {}
+    assert dialogue.host_failure == Outcome(Reason.RATE_LIMITED, Stage.CONNECT,
+                                            detail="host busy")
+
+
+def test_a_lost_connection_ends_the_dialogue() -> None:
+    dialogue = Dialogue(settings(), [parse_address("alice@x.test")])
+    steps = dialogue.steps()
+    next(steps)
+    lose_connection(steps, ConnectionLost(Stage.BANNER, Reason.TIMEOUT, "no banner"))
+    with pytest.raises(StopIteration):
+        steps.send([Reply(220, ("late",))])

@@ -1,8 +1,10 @@
 """One SMTP verification session as a sans-I/O state machine.
 
 `Dialogue.steps()` is a generator: it yields actions (send these commands and
-hand back their replies, upgrade to TLS, quit) and receives the replies. The
-asyncio driver in `session.py` only moves bytes, so every decision made in a
+hand back their replies, upgrade to TLS, quit) and receives the replies. A lost
+connection (refused, timed out, dropped, garbled) is thrown into it as
+`ConnectionLost`, so every state change of a session happens inside `steps()`.
+The asyncio driver in `session.py` only moves bytes, so every decision made in a
 session can be tested, fuzzed and read here without a socket.
 """
 
@@ -46,7 +48,9 @@ class Send:
 
 @dataclass(frozen=True, slots=True)
 class StartTLS:
-    """Upgrade the connection; the driver raises into the session if the handshake fails."""
+    """Upgrade the connection to TLS and send back no replies. If the handshake fails,
+    the driver drops this dialogue and the runner starts a new one with the same host
+    in plain text (`starttls=False`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +60,26 @@ class Quit:
 
 Action = Send | StartTLS | Quit
 Steps = Generator[Action, list[Reply], None]
+
+
+class ConnectionLost(Exception):
+    """Thrown into `steps()` by the driver: no connection, a timeout, a drop or a
+    garbled reply at `stage`."""
+
+    def __init__(self, stage: Stage, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.stage = stage
+        self.reason = reason
+        self.detail = detail
+
+
+def lose_connection(steps: Steps, lost: ConnectionLost) -> None:
+    """Tell a started dialogue that its connection is gone; the dialogue ends there."""
+    try:
+        steps.throw(lost)
+    except StopIteration:
+        return
+    raise RuntimeError("the dialogue went on after its connection was lost")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,23 +136,34 @@ class Dialogue:
         return self.settings.senders[self.sender_index]
 
     def steps(self) -> Steps:
-        (banner,) = yield Send((), Stage.BANNER)
-        if not banner.is_positive:
-            self._host_refused(Stage.BANNER, banner)
-        else:
-            extensions = yield from self._greet()
-            if extensions is not None:
-                yield from self._verify_addresses(extensions)
-        yield Quit()
+        """The session from the banner (the first action, yielded before the driver
+        connects) to QUIT; ends early when `ConnectionLost` is thrown in."""
+        try:
+            (banner,) = yield Send((), Stage.BANNER)
+            if not banner.is_positive:
+                self._host_refused(Stage.BANNER, banner)
+            else:
+                extensions = yield from self._greet()
+                if extensions is not None:
+                    yield from self._verify_addresses(extensions)
+            yield Quit()
+        except ConnectionLost as lost:
+            self._connection_lost(lost)
 
-    def connection_lost(self, stage: Stage, reason: Reason, detail: str) -> None:
-        """The driver reports a timeout, a drop or a garbled reply at `stage`."""
-        if stage in (Stage.RCPT, Stage.VRFY) and self.current in self.undecided:
+    def abandon(self, lost: ConnectionLost) -> None:
+        """End a session that never got its connection (no slot free for the host); its
+        state changes in `steps()` as for any lost connection."""
+        steps = self.steps()
+        next(steps)
+        lose_connection(steps, lost)
+
+    def _connection_lost(self, lost: ConnectionLost) -> None:
+        if lost.stage in (Stage.RCPT, Stage.VRFY) and self.current in self.undecided:
             assert self.current is not None
             # Decided as if it had had a session of its own; the rest get a fresh session.
-            self._decide(self.current, Outcome(reason, Stage.RCPT, detail=detail))
+            self._decide(self.current, Outcome(lost.reason, Stage.RCPT, detail=lost.detail))
         elif self.host_failure is None and self.undecided:
-            self.host_failure = Outcome(reason, stage, detail=detail)
+            self.host_failure = Outcome(lost.reason, lost.stage, detail=lost.detail)
 
     def _decide(self, address: Address, outcome: Outcome) -> None:
         self.outcomes[address] = outcome

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from cbv.address import Address, AddressError, parse_address
 from cbv.callout.connector import Connector, EgressFailed, FilteredConnector
-from cbv.callout.dialogue import Dialogue, Outcome, SessionSettings
+from cbv.callout.dialogue import ConnectionLost, Dialogue, Outcome, SessionSettings
 from cbv.callout.networks import TargetPolicy
 from cbv.callout.plan import Planner, Target
 from cbv.callout.refusals import refuses_the_egress
@@ -287,10 +287,10 @@ class CalloutRunner:
             )
             async with self._host_slots.slot(target) as admitted:
                 if not admitted:
-                    dialogue.connection_lost(
+                    dialogue.abandon(ConnectionLost(
                         Stage.CONNECT, Reason.RATE_LIMITED,
                         f"{target.host}[{target.ip}]: too many callouts in flight to this host",
-                    )
+                    ))
                 else:
                     try:
                         await run_session(target, dialogue, Route(self._connector, egress),

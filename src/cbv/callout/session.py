@@ -8,7 +8,16 @@ import time
 from dataclasses import dataclass
 
 from cbv.callout.connector import Connector, EgressFailed, Stream
-from cbv.callout.dialogue import Dialogue, Quit, Send, StartTLS
+from cbv.callout.dialogue import (
+    Action,
+    ConnectionLost,
+    Dialogue,
+    Quit,
+    Send,
+    StartTLS,
+    Steps,
+    lose_connection,
+)
 from cbv.callout.plan import Target
 from cbv.egress.table import Egress
 from cbv.model import Reason, Stage, TranscriptLine
@@ -149,26 +158,35 @@ async def run_session(
     """
     log = _Transcript(transcript, f"{target.host}[{target.ip}]:{target.port}", time.monotonic())
     log.add("*", f"connecting through egress {route.egress}")
-    try:
-        reader, writer = await _connect(target, route, options, deadline)
-    except EgressFailed as exc:
-        log.add("*", str(exc))
-        raise
-    except TimeoutError:
-        log.add("*", "connect timed out")
-        dialogue.connection_lost(Stage.CONNECT, Reason.TIMEOUT, "connect timed out")
-        return
-    except OSError as exc:
-        detail = exc.strerror or str(exc)
-        log.add("*", f"connect failed: {detail}")
-        dialogue.connection_lost(Stage.CONNECT, Reason.CONNECTION_FAILED, detail)
-        return
-    connection = _Connection(reader, writer, options, deadline, log)
     steps = dialogue.steps()
+    try:
+        banner = next(steps)  # read once connected
+        try:
+            reader, writer = await _connect(target, route, options, deadline)
+        except EgressFailed as exc:
+            log.add("*", str(exc))
+            raise
+        except TimeoutError:
+            log.add("*", "connect timed out")
+            lost = ConnectionLost(Stage.CONNECT, Reason.TIMEOUT, "connect timed out")
+        except OSError as exc:
+            detail = exc.strerror or str(exc)
+            log.add("*", f"connect failed: {detail}")
+            lost = ConnectionLost(Stage.CONNECT, Reason.CONNECTION_FAILED, detail)
+        else:
+            await _converse(steps, banner, _Connection(reader, writer, options, deadline, log))
+            return
+        lose_connection(steps, lost)
+    finally:
+        steps.close()
+
+
+async def _converse(steps: Steps, action: Action, connection: _Connection) -> None:
+    """Carry out the dialogue's actions until it quits or the connection is lost."""
+    log = connection.transcript
     stage = Stage.BANNER
     graceful = False
     try:
-        action = next(steps)
         while not isinstance(action, Quit):
             if isinstance(action, StartTLS):
                 await connection.start_tls()
@@ -187,18 +205,18 @@ async def run_session(
         graceful = True
     except TimeoutError:
         log.add("*", f"timeout at {stage}")
-        dialogue.connection_lost(stage, Reason.TIMEOUT, f"no reply at {stage} within the timeout")
+        lose_connection(steps, ConnectionLost(
+            stage, Reason.TIMEOUT, f"no reply at {stage} within the timeout"))
     except ReplyError as exc:
         log.add("*", f"protocol error: {exc}")
-        dialogue.connection_lost(stage, Reason.TEMPFAIL, f"protocol error at {stage}: {exc}")
+        lose_connection(steps, ConnectionLost(
+            stage, Reason.TEMPFAIL, f"protocol error at {stage}: {exc}"))
     except (OSError, ConnectionError) as exc:
         log.add("*", f"connection lost at {stage}: {exc}")
-        dialogue.connection_lost(
-            stage, Reason.CONNECTION_FAILED, f"connection lost at {stage}: {exc}"
-        )
+        lose_connection(steps, ConnectionLost(
+            stage, Reason.CONNECTION_FAILED, f"connection lost at {stage}: {exc}"))
     finally:
-        steps.close()
         if graceful:
-            writer.close()
+            connection.writer.close()
         else:
-            writer.transport.abort()
+            connection.writer.transport.abort()
