@@ -16,6 +16,7 @@ from cbv.engine.limits import CalloutLimits
 from cbv.engine.verifier import Verifier
 from cbv.model import Reason, Result, Stage
 from cbv.testing import MXScript, Reply
+from tests.cache.helpers import FakeClock
 from tests.world import World
 
 ALICE = "alice@example.test"
@@ -101,3 +102,16 @@ async def test_parts_go_to_assemble_not_beside_an_engine(world: World) -> None:
         Verifier(engine, cache=MemoryBackend(10))
     await engine.aclose()
 
+
+
+async def test_dns_answers_last_their_ttl_on_the_injected_clock(world: World) -> None:
+    await world.mx("example.test", {"127.0.0.2": MXScript(rcpt=[("alice@*", OK)])})
+    clock = FakeClock()
+    async with Verifier(world.config(), clock=clock, cache=MemoryBackend(100, clock)) as verifier:
+        await verifier.verify(ALICE, use_cache=False)
+        clock.advance(299)
+        await verifier.verify(ALICE, use_cache=False)
+        assert world.dns.query_count("example.test", "MX") == 1
+        clock.advance(1)
+        await verifier.verify(ALICE, use_cache=False)
+    assert world.dns.query_count("example.test", "MX") == 2
