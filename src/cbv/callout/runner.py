@@ -6,10 +6,11 @@ import base64
 import secrets
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Protocol
 
 from cbv.address import Address, AddressError, parse_address
@@ -57,15 +58,25 @@ message_recipient_domain: ContextVar[str | None] = ContextVar(
 )
 
 
-@contextmanager
-def for_recipient(recipient: str) -> Iterator[None]:
-    """Verify, inside this block, on behalf of a message to `recipient` (an address)."""
-    domain = recipient.rpartition("@")[2].strip().lower().rstrip(".") if "@" in recipient else ""
-    token = message_recipient_domain.set(domain or None)
-    try:
-        yield
-    finally:
-        message_recipient_domain.reset(token)
+class for_recipient:
+    """Verify, inside this block, on behalf of a message to `recipient` (an address).
+    A class, not a generator: it wraps every policy and milter decision."""
+
+    __slots__ = ("_domain", "_token")
+
+    def __init__(self, recipient: str) -> None:
+        self._domain = _domain_of(recipient) if "@" in recipient else None
+
+    def __enter__(self) -> None:
+        self._token = message_recipient_domain.set(self._domain)
+
+    def __exit__(self, *exc_info: object) -> None:
+        message_recipient_domain.reset(self._token)
+
+
+@lru_cache(maxsize=1024)
+def _domain_of(recipient: str) -> str | None:
+    return recipient.rpartition("@")[2].strip().lower().rstrip(".") or None
 
 
 def sender_sequence(config: CalloutConfig, recipient_domain: str | None = None) -> tuple[str, ...]:
