@@ -85,7 +85,10 @@ class Planner:
         return await self._plan_hosts(hosts)
 
     async def _plan_hosts(self, hosts: list[tuple[str, int]], implicit: bool = False) -> Plan:
-        answers = await asyncio.gather(*(self._host_addresses(host) for host, _ in hosts))
+        if len(hosts) == 1:  # nothing to run side by side: no task, no gather
+            answers = [await self._host_addresses(hosts[0][0])]
+        else:
+            answers = await asyncio.gather(*(self._host_addresses(host) for host, _ in hosts))
         targets = [
             Target(host, ip, port)
             for (host, port), answer in zip(hosts, answers, strict=True)

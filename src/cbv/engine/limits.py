@@ -111,6 +111,10 @@ class LocalSlotPool:
         self._users: dict[str, int] = {}
 
     async def _acquire(self, semaphore: asyncio.Semaphore) -> bool:
+        """A free slot is taken at once: no timer is armed for a wait that cannot happen."""
+        if not semaphore.locked():
+            await semaphore.acquire()  # returns without yielding: nobody waits before us
+            return True
         try:
             async with asyncio.timeout(self._max_wait):
                 await semaphore.acquire()
