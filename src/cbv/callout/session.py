@@ -19,6 +19,7 @@ from cbv.callout.dialogue import (
     lose_connection,
 )
 from cbv.callout.plan import Target
+from cbv.callout.stage_timer import StageTimer
 from cbv.egress.table import Egress
 from cbv.model import Reason, Stage, TranscriptLine
 from cbv.protocol.smtp import Reply, ReplyError, ReplyParser, encode_command
@@ -81,18 +82,25 @@ class _Connection:
         self.transcript = transcript
         self.parser = ReplyParser(max_reply_bytes=options.max_reply_bytes)
         self.ready: list[Reply] = []
+        self.timer = StageTimer()
 
     def budget(self, stage_timeout: float) -> float:
         return max(0.0, min(stage_timeout, self.deadline - time.monotonic()))
 
     async def read_reply(self) -> Reply:
-        if not self.ready:  # replies to pipelined commands often come together: no timer
-            async with asyncio.timeout(self.budget(self.options.command_timeout)):
-                while not self.ready:
-                    data = await self.reader.read(READ_CHUNK)
-                    if not data:
-                        raise ConnectionResetError("connection closed by the server")
-                    self.ready.extend(self.parser.feed(data))
+        if not self.ready:  # replies to pipelined commands often come together: no wait
+            with self.timer.stage(self.budget(self.options.command_timeout)):
+                await self._receive()
+        return self._take_reply()
+
+    async def _receive(self) -> None:
+        while not self.ready:
+            data = await self.reader.read(READ_CHUNK)
+            if not data:
+                raise ConnectionResetError("connection closed by the server")
+            self.ready.extend(self.parser.feed(data))
+
+    def _take_reply(self) -> Reply:
         reply = self.ready.pop(0)
         self.transcript.received(reply)
         return reply
@@ -119,9 +127,10 @@ class _Connection:
     async def quit(self) -> None:
         try:
             self.write(encode_command("QUIT"))
-            async with asyncio.timeout(min(QUIT_WAIT, self.budget(QUIT_WAIT))):
+            with self.timer.stage(min(QUIT_WAIT, self.budget(QUIT_WAIT))):
                 await self.writer.drain()
-                await self.read_reply()
+                await self._receive()
+            self._take_reply()
         except (TimeoutError, OSError, ConnectionError, ReplyError):
             pass
 
@@ -216,6 +225,7 @@ async def _converse(steps: Steps, action: Action, connection: _Connection) -> No
         lose_connection(steps, ConnectionLost(
             stage, Reason.CONNECTION_FAILED, f"connection lost at {stage}: {exc}"))
     finally:
+        connection.timer.close()
         if graceful:
             connection.writer.close()
         else:
