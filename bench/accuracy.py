@@ -142,7 +142,9 @@ def _config(dns: FakeDNS, port: int) -> Config:
                     "command_timeout": 20.0, "total_timeout": 60.0},
         "security": {"allowed_target_networks": ["127.0.0.0/8"]},
         "cache": {"url": "memory://"},
-        "limits": {"domain_burst": 100_000},
+        # one host per case, but all under one provider name and a few loopback /24s
+        "limits": {"domain_burst": 100_000, "network_burst": 100_000,
+                   "provider_burst": 100_000},
     })
 
 

@@ -267,7 +267,9 @@ def cbv_config(nameserver: str, port: int, concurrency: int) -> Config:
         "security": {"allowed_target_networks": ["127.0.0.0/8"]},
         "cache": {"url": "memory://"},
         "limits": {"mx_concurrency": concurrency, "max_in_flight": concurrency,
-                   "domain_per_minute": 1_000_000, "domain_burst": 100_000},
+                   **{f"{unit}_{key}": value
+                      for unit in ("domain", "ip", "network", "provider")
+                      for key, value in (("per_minute", 1_000_000), ("burst", 100_000))}},
     }
     return config_from_dict(data)
 

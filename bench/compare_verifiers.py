@@ -100,7 +100,8 @@ def cbv_config(dns_host: str, zoo: Zoo) -> dict[str, dict[str, object]]:
                     "total_timeout": 3 * REPLY_TIMEOUT},
         "security": {"allowed_target_networks": ["127.0.0.0/8"]},
         "cache": {"url": "memory://"},
-        "limits": {"domain_burst": 1000, "mx_concurrency": 100},
+        "limits": {"domain_burst": 1000, "mx_concurrency": 100, "ip_burst": 1000,
+                   "network_burst": 1000, "provider_burst": 1000},
     }
 
 

@@ -104,7 +104,10 @@ def cbv_daemon(conn: Connection, log_path: str, listeners: dict[str, str],
                     "callout": {"port": mx.port, "helo_name": "verifier.bench.test"},
                     "security": {"allowed_target_networks": ["127.0.0.0/8"]},
                     "cache": {"url": "memory://"},
-                    "limits": {"domain_per_minute": 1e6, "domain_burst": SENDERS_AT_MOST},
+                    "limits": {f"{unit}_{key}": value
+                               for unit in ("domain", "ip", "network", "provider")
+                               for key, value in (("per_minute", 1e6),
+                                                  ("burst", SENDERS_AT_MOST))},
                     "server": listeners,
                 }, "bench")
                 configure_logging(LogConfig(format="json"), log)

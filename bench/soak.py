@@ -113,6 +113,12 @@ path = "{cache_path}"
 [limits]
 domain_per_minute = 1000000
 domain_burst = 100000
+ip_per_minute = 1000000
+ip_burst = 100000
+network_per_minute = 1000000
+network_burst = 100000
+provider_per_minute = 1000000
+provider_burst = 100000
 """
 
 

@@ -142,6 +142,13 @@ class CalloutConfig(_Section):
             " the verdict)"
         ),
     )
+    recheck_catch_all: bool = Field(
+        default=False,
+        description=(
+            "call out to a domain known to be catch-all (`cache.catch_all_ttl`); false answers "
+            "pass, catch_all, from the fact without a connection"
+        ),
+    )
     starttls: Literal["opportunistic", "never"] = Field(
         default="opportunistic",
         description=(
@@ -429,8 +436,46 @@ class LimitsConfig(_Section):
             "seconds a callout may wait for a budget before answering transient/rate_limited"
         ),
     )
+    ip_per_minute: float = Field(
+        default=60.0, gt=0, le=1_000_000,
+        description="sessions per minute to one MX address, whatever the domains, shared "
+                    "through Redis",
+    )
+    ip_burst: int = Field(
+        default=3, ge=1, le=100_000,
+        description="sessions one MX address may receive at once before `ip_per_minute` applies",
+    )
+    network_per_minute: float = Field(
+        default=120.0, gt=0, le=1_000_000,
+        description="sessions per minute to one network of MX addresses (IPv4 /24, IPv6 /48)",
+    )
+    network_burst: int = Field(
+        default=10, ge=1, le=100_000,
+        description="sessions one network may receive at once before `network_per_minute` "
+                    "applies",
+    )
+    provider_per_minute: float = Field(
+        default=120.0, gt=0, le=1_000_000,
+        description="sessions per minute to the MX hosts of one provider (the registrable "
+                    "domain of the MX name: alt1.aspmx.l.google.com -> google.com)",
+    )
+    provider_burst: int = Field(
+        default=10, ge=1, le=100_000,
+        description="sessions one provider may receive at once before `provider_per_minute` "
+                    "applies",
+    )
+    provider_overrides: dict[str, float] = Field(
+        default_factory=dict,
+        description="provider (registrable domain) -> sessions per minute, replacing "
+                    "`provider_per_minute` for it",
+    )
+    refusal_cooldown: float = Field(
+        default=3_600.0, gt=0, le=86_400,
+        description="seconds no callout goes to an MX address that refused the verifier "
+                    "itself; doubles on each repeat up to 24 h, a good session resets it",
+    )
 
-    @field_validator("domain_overrides")
+    @field_validator("domain_overrides", "provider_overrides")
     @classmethod
     def _check_overrides(cls, value: dict[str, float]) -> dict[str, float]:
         for domain, rate in value.items():
@@ -440,6 +485,9 @@ class LimitsConfig(_Section):
 
     def domain_rate(self, domain: str) -> float:
         return self.domain_overrides.get(domain, self.domain_per_minute)
+
+    def provider_rate(self, provider: str) -> float:
+        return self.provider_overrides.get(provider, self.provider_per_minute)
 
 
 class ServerConfig(_Section):

@@ -31,6 +31,7 @@ class Reason(StrEnum):
     VERIFIER_REJECTED = "verifier_rejected"
     CLIENT_BLOCKED = "client_blocked"
     CLIENT_THROTTLED = "client_throttled"
+    VERIFIER_BLOCKED = "verifier_blocked"
     SENDER_REJECTED = "sender_rejected"
     MAILBOX_FULL = "mailbox_full"
     TARGET_FORBIDDEN = "target_forbidden"
@@ -58,6 +59,7 @@ REASON_RESULT: dict[Reason, Result] = {
     Reason.VERIFIER_REJECTED: Result.UNKNOWN,
     Reason.CLIENT_BLOCKED: Result.UNKNOWN,
     Reason.CLIENT_THROTTLED: Result.TRANSIENT,
+    Reason.VERIFIER_BLOCKED: Result.UNKNOWN,
     Reason.SENDER_REJECTED: Result.UNKNOWN,
     Reason.MAILBOX_FULL: Result.UNKNOWN,
     Reason.TARGET_FORBIDDEN: Result.UNKNOWN,

@@ -164,3 +164,16 @@ path = "{tmp_path / 'cache.sqlite3'}"
     bypassed = await run_verify(config, "--no-cache")
     assert (stored["cached"], answered["cached"], bypassed["cached"]) == (False, True, False)
     assert farm.servers["127.0.0.2"].rcpts.count("alice@example.test") == 3
+
+
+def test_cache_cooling_needs_redis_and_says_where_to_look(tmp_path: Path) -> None:
+    toml = tmp_path / "cbv.toml"
+    toml.write_text('[cache]\nurl = "memory://"\n')
+    result = CliRunner().invoke(cli, ["cache", "cooling", "--config", str(toml)])
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr.startswith("cbv: error: cooling MX hosts are shared only through Redis")
+    assert result.stderr.count("\n") == 1
+    result = CliRunner().invoke(cli, ["cache", "cooling", "--forget", "not-an-ip",
+                                      "--config", str(toml)])
+    assert result.exit_code == 2
+    assert result.stderr == "cbv: error: 'not-an-ip' is not an IP address\n"

@@ -175,15 +175,45 @@ async def test_a_known_null_sender_refuser_gets_the_fallback_sender_first(setup:
         f"MAIL FROM:<{fallback}>"]
 
 
-@pytest.mark.parametrize("catch_all", [True, False])
-async def test_a_known_catch_all_answer_spares_the_probe(setup: Setup, catch_all: bool) -> None:
-    async with await setup.verifier(MXScript(rcpt=KNOWN, catch_all=catch_all)) as verifier:
+@pytest.mark.parametrize(("catch_all", "recheck"), [(False, False), (True, True)])
+async def test_a_known_catch_all_answer_spares_the_probe(
+    setup: Setup, catch_all: bool, recheck: bool
+) -> None:
+    script = MXScript(rcpt=KNOWN, catch_all=catch_all)
+    async with await setup.verifier(
+            script, callout={"recheck_catch_all": recheck}) as verifier:
         first = await verifier.verify(ALICE)
         second = await verifier.verify(BOB)
     assert first.catch_all is catch_all and second.catch_all is catch_all
     first_session, second_session = setup.mx.log
     assert len(first_session.rcpts) == 2  # the random probe, then alice
     assert second_session.rcpts == [BOB]
+
+
+async def test_a_catch_all_domain_is_answered_from_its_fact_without_a_connection(
+    setup: Setup,
+) -> None:
+    async with await setup.verifier(MXScript(catch_all=True)) as verifier:
+        first = await verifier.verify(ALICE)
+        second = await verifier.verify(BOB)
+        setup.clock.advance(86_400)  # cache.catch_all_ttl: the fact is gone
+        third = await verifier.verify("carol@example.test")
+    assert (first.result, first.catch_all, first.cached) == (Result.PASS, True, False)
+    assert (second.result, second.reason, second.catch_all, second.cached) == (
+        Result.PASS, Reason.ACCEPTED, True, True)
+    assert second.detail is not None and "catch-all" in second.detail
+    assert (third.catch_all, third.cached) == (True, False)
+    assert setup.mx.connections == 2
+    assert BOB not in setup.mx.rcpts
+
+
+async def test_a_transcript_is_a_callout_even_for_a_known_catch_all_domain(setup: Setup) -> None:
+    async with await setup.verifier(MXScript(catch_all=True)) as verifier:
+        await verifier.verify(ALICE)
+        shown = await verifier.verify(BOB, transcript=True)
+    assert (shown.catch_all, shown.cached) == (True, False)
+    assert shown.transcript
+    assert setup.mx.rcpts[-1] == BOB
 
 
 async def test_useless_vrfy_is_not_tried_again(setup: Setup) -> None:

@@ -31,7 +31,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from bench.mail_servers import PrivateResolver, free_port, private_directory, unavailable
-from cbv.testing.zoo import SCENARIOS, Zoo, start_zoo
+from cbv.testing.zoo import SCENARIOS, ZOO_LIMITS, Zoo, start_zoo
 from tests.missing import missing
 
 T = TypeVar("T")
@@ -234,6 +234,7 @@ class MailWorld:
                         "connect_timeout": 2.0, "command_timeout": 2.0, "total_timeout": 6.0},
             "security": {"allowed_target_networks": ["127.0.0.0/8"]},
             "cache": {"url": "memory://"},
+            "limits": ZOO_LIMITS,
             "server": {"policy": "", "smtpcbd": ""},
             # the tests' mail comes from loopback, which cbv leaves alone by default
             "policy": {"local_networks": [], "allowlist": [EXCLUDED]},

@@ -24,12 +24,17 @@ ROOMY_DOMAIN = {"domain_burst": 1_000}
 
 
 def write_config(path: Path, world: World, redis_url: str) -> Path:
-    path.write_text(world.toml(world.farms[-1].port, "total_timeout = 20.0") + f"""
+    # recheck_catch_all: every address is asked (once), not answered from the catch-all fact
+    callout = "total_timeout = 20.0\nrecheck_catch_all = true"
+    path.write_text(world.toml(world.farms[-1].port, callout) + f"""
 [cache]
 url = "{redis_url}"
 
 [limits]
 domain_burst = 100000
+ip_burst = 100000
+network_burst = 100000
+provider_burst = 100000
 mx_concurrency = 1000
 max_in_flight = 10000
 """)

@@ -103,6 +103,8 @@ async def test_status_page_renders_live_data(world: World, tmp_path: Path) -> No
         assert "fail.test" in pressure[0]
         (egress,) = rows(dom, "egresses")
         assert "direct" in egress and "active" in egress
+        cooling = rows(dom, "cooling")  # x@policy.test: "Client host rejected"
+        assert len(cooling) == 1 and "127.0.0.5" in cooling[0] and "5.7.1" in cooling[0]
 
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "status-page.png"

@@ -122,6 +122,22 @@ class KeyScheme:
     def slots(self, name: str) -> str:
         return f"{PREFIX}:{{slots:{name}}}:holders"
 
+    def destination(self, name: str) -> str:
+        """A budget per MX address, network or provider; all in one Cluster slot, so one
+        script reserves from several at once."""
+        return f"{PREFIX}:{{destinations}}:{self.ident(name)}"
+
+    def cooling(self, ip: str) -> str:
+        return f"{PREFIX}:{{cooldown}}:ip:{ip}"
+
+    @property
+    def cooling_index(self) -> str:
+        return f"{PREFIX}:{{cooldown}}:index"
+
+    @property
+    def cooling_pattern(self) -> str:
+        return f"{PREFIX}:{{cooldown}}:ip:*"
+
     @property
     def record_pattern(self) -> str:
         return f"{PREFIX}:{{*}}:a:*"

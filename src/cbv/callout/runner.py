@@ -6,14 +6,13 @@ import base64
 import secrets
 import ssl
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Protocol
 
 from cbv.address import Address, AddressError, parse_address
+from cbv.callout.admission import AdmitEveryone, HostAdmission, answered, refusal_of
 from cbv.callout.connector import Connector, EgressFailed, FilteredConnector
 from cbv.callout.dialogue import ConnectionLost, Dialogue, Outcome, SessionSettings
 from cbv.callout.networks import TargetPolicy
@@ -130,18 +129,6 @@ class CalloutReport:
     learned: DomainKnowledge
 
 
-class HostSlots(Protocol):
-    def slot(self, target: Target) -> AbstractAsyncContextManager[bool]:
-        """Hold one of the host's session slots; yields False if none came free in time."""
-        ...
-
-
-class UnlimitedHostSlots:
-    @asynccontextmanager
-    async def slot(self, target: Target) -> AsyncIterator[bool]:
-        yield True
-
-
 @dataclass(frozen=True, slots=True)
 class _Decided:
     outcome: Outcome
@@ -182,7 +169,7 @@ class CalloutRunner:
         self,
         config: Config,
         resolver: Resolver,
-        host_slots: HostSlots | None = None,
+        admission: HostAdmission | None = None,
         connector: Connector | None = None,
         *,
         egresses: EgressPool,
@@ -190,7 +177,7 @@ class CalloutRunner:
         callout = config.callout
         self._config = callout
         self._egresses = egresses
-        self._host_slots: HostSlots = host_slots or UnlimitedHostSlots()
+        self._admission: HostAdmission = admission or AdmitEveryone()
         policy = TargetPolicy(config.security.allowed_target_networks)
         self._planner = Planner(callout, resolver, policy)
         self._senders = sender_sequence(callout)
@@ -206,6 +193,11 @@ class CalloutRunner:
     @property
     def senders(self) -> tuple[str, ...]:
         return self._senders
+
+    @property
+    def recheck_catch_all(self) -> bool:
+        """Call out to domains known to be catch-all ([callout] recheck_catch_all)."""
+        return self._config.recheck_catch_all
 
     def mx_domain(self, address: Address) -> str:
         return self._config.map.get(address.domain, address.domain)
@@ -296,12 +288,10 @@ class CalloutRunner:
                 sessions.sender_index,
                 catch_all=known.catch_all,
             )
-            async with self._host_slots.slot(target) as admitted:
-                if not admitted:
-                    dialogue.abandon(ConnectionLost(
-                        Stage.CONNECT, Reason.RATE_LIMITED,
-                        f"{target.host}[{target.ip}]: too many callouts in flight to this host",
-                    ))
+            async with self._admission.admit(target, egress.name) as admission:
+                denial = admission.denial
+                if denial is not None:
+                    dialogue.abandon(ConnectionLost(Stage.CONNECT, denial.reason, denial.detail))
                 else:
                     try:
                         await run_session(target, dialogue, Route(self._connector, egress),
@@ -317,7 +307,8 @@ class CalloutRunner:
                             egress = NoEgress(f"{exc}; {egress.detail}")
                         continue  # the same host through the next egress
                     self._egresses.succeeded(egress)
-            self._observe(sessions, dialogue, admitted)
+                    await admission.session_over(refusal_of(dialogue), answered(dialogue))
+            self._observe(sessions, dialogue, admitted=denial is None)
             refusals = [*dialogue.outcomes.values(), dialogue.host_failure]
             if any(refuses_the_egress(outcome) for outcome in refusals):
                 sessions.egress_refusals.append((egress, target.host))
@@ -337,7 +328,8 @@ class CalloutRunner:
 
     @staticmethod
     def _observe(sessions: _Sessions, dialogue: Dialogue, admitted: bool) -> None:
-        """A host that was busy (not admitted) is not evidence that the domain is unreachable."""
+        """A host not dialled (busy, over budget, cooling) is not evidence that the domain
+        is unreachable."""
         sessions.sender_index = dialogue.sender_index
         if not admitted or not _failed_to_connect(dialogue):
             sessions.reached_a_host = True

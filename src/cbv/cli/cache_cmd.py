@@ -1,8 +1,10 @@
-"""`cbv cache stats | show ADDRESS | purge ADDRESS|@DOMAIN|--all | export --format jsonl`."""
+"""`cbv cache stats | show ADDRESS | purge ADDRESS|@DOMAIN|--all | export --format jsonl |
+cooling [--forget IP | --forget-all]`."""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -16,6 +18,7 @@ from cbv.cache.backend import CacheBackend, CacheError
 from cbv.cache.opening import open_cache
 from cbv.cache.records import CachedVerdict, CacheStats, epoch_to_datetime
 from cbv.config import ConfigError, load_config
+from cbv.engine.cooldown import LocalCooldown, RedisCooldown, Standing
 
 T = TypeVar("T")
 
@@ -138,3 +141,64 @@ def export(config_path: Path | None, output_format: str) -> None:
             click.echo(_record_json(record))
 
     _run(config_path, dump)
+
+
+def _cooling_operation(
+    forget: str | None, forget_all: bool
+) -> Callable[[RedisCooldown], Awaitable[list[Standing] | int]]:
+    if forget_all:
+        return lambda cooldown: cooldown.purge()
+    if forget is not None:
+        try:
+            ip = str(ipaddress.ip_address(forget))
+        except ValueError:
+            _fail(f"{forget!r} is not an IP address")
+        return lambda cooldown: cooldown.purge(ip)
+    return lambda cooldown: cooldown.read_cooling()
+
+
+@cache.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per host.")
+@click.option("--forget", metavar="IP", help="Forget this MX address's refusals: callouts "
+              "to it may go again.")
+@click.option("--forget-all", is_flag=True, help="Forget every MX address's refusals.")
+def cooling(config_path: Path | None, as_json: bool, forget: str | None,
+            forget_all: bool) -> None:
+    """MX addresses cooling after refusing the verifier (shared through Redis)."""
+    if forget is not None and forget_all:
+        _fail("cooling takes --forget IP or --forget-all, not both")
+    operation = _cooling_operation(forget, forget_all)
+
+    async def main() -> list[Standing] | int:
+        config = load_config(config_path)
+        opened = open_cache(config.cache, fall_back=False)
+        try:
+            if opened.redis is None:
+                raise ConfigError(
+                    "cooling MX hosts are shared only through Redis ([cache] url = "
+                    "\"redis://...\"); without it each daemon keeps its own (its status page "
+                    "and /metrics show them)")
+            limits = config.limits
+            cooldown = RedisCooldown(opened.redis, limits.refusal_cooldown,
+                                     LocalCooldown(limits.refusal_cooldown))
+            return await operation(cooldown)
+        finally:
+            await opened.backend.aclose()
+
+    try:
+        found = asyncio.run(main())
+    except (ConfigError, CacheError) as exc:
+        _fail(str(exc))
+    if isinstance(found, int):
+        click.echo(f"forgot the refusals of {found} MX address{'' if found == 1 else 'es'}")
+        return
+    for host in found:
+        until = epoch_to_datetime(host.until).isoformat().replace("+00:00", "Z")
+        if as_json:
+            click.echo(json.dumps({"ip": host.ip, "until": until, "refusals": host.strikes,
+                                   "said": host.detail}))
+        else:
+            click.echo(f"{host.ip}  until {until}  refusals {host.strikes}  {host.detail}")
+    if not found and not as_json:
+        click.echo("no MX address is cooling")

@@ -26,12 +26,15 @@ TEST_KIT_MISSING = "cbv demo runs the test kit, which needs {name}: pip install 
 
 def demo_config(nameserver: str, port: int) -> Config:
     """Only loopback is dialled; timeouts short so the tarpit ends the demo quickly."""
+    from cbv.testing.zoo import ZOO_LIMITS
+
     return config_from_dict({
         "dns": {"nameservers": [nameserver], "timeout": 2.0},
         "callout": {"port": port, "helo_name": "verifier.demo.test", "command_timeout": 1.5,
                     "connect_timeout": 1.5, "total_timeout": 5.0},
         "security": {"allowed_target_networks": ["127.0.0.0/8"]},
         "cache": {"url": "memory://"},
+        "limits": ZOO_LIMITS,
     }, "demo")
 
 

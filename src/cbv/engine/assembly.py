@@ -21,8 +21,9 @@ from cbv.config import Config, ConfigError
 from cbv.dns.resolver import DnspythonResolver, Resolver
 from cbv.egress.pool import EgressPool
 from cbv.engine.egress_ledger import build_egress_pool
+from cbv.engine.gate import DestinationGate
 from cbv.engine.limited_callout import LimitedCallout
-from cbv.engine.limits import CalloutLimits, PoolHostSlots
+from cbv.engine.limits import CalloutLimits
 from cbv.engine.observer import NO_OBSERVER, VerifierObserver
 from cbv.engine.shared_callouts import SharedCallouts
 from cbv.engine.singleflight import LocalFlights, ProcessLocks, RedisLocks, SharedLocks
@@ -45,6 +46,7 @@ class Engine:
     clock: Clock  # epoch seconds; tests pass a fake one to travel in time
     observer: VerifierObserver
     egresses: EgressPool
+    gate: DestinationGate  # cooldown, destination budgets and host slots before each dial
     store: VerdictStore
     callouts: SharedCallouts
 
@@ -96,15 +98,15 @@ def assemble(config: Config, **injected: Unpack[Injected]) -> Engine:
         cache, redis = opened.backend, opened.redis
     lease = lock_lease(config)
     if limits is None:
-        limits = CalloutLimits.build(config.limits, redis, lease)
+        limits = CalloutLimits.build(config.limits, redis, lease, clock)
     if locks is None:
         locks = RedisLocks(redis, lease) if redis else ProcessLocks()
     if resolver is None:
         resolver = DnspythonResolver(config.dns, clock)
     observer = injected.get("observer", NO_OBSERVER)
     egresses = build_egress_pool(config.callout, redis, observer, clock)
-    runner = CalloutRunner(config, resolver, PoolHostSlots(limits.hosts),
-                           injected.get("connector"), egresses=egresses)
+    gate = DestinationGate(config.limits, limits, observer)
+    runner = CalloutRunner(config, resolver, gate, injected.get("connector"), egresses=egresses)
     store = VerdictStore(cache, config.cache, clock, observer)
     callout = LimitedCallout(runner, limits, store, observer)
     return Engine(
@@ -120,4 +122,5 @@ def assemble(config: Config, **injected: Unpack[Injected]) -> Engine:
         egresses=egresses,
         store=store,
         callouts=SharedCallouts(callout, store, locks, LocalFlights()),
+        gate=gate,
     )

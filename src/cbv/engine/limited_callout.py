@@ -1,5 +1,6 @@
-"""One callout within the limits: known-unreachable domains, the domain's budget and the
-global cap are checked before the runner dials; what it learns and decides is stored."""
+"""One callout within the limits: known-unreachable and known catch-all domains, the
+domain's budget and the global cap are checked before the runner dials; what it learns
+and decides is stored."""
 
 from __future__ import annotations
 
@@ -36,6 +37,20 @@ def unreachable_verdict(address: Address, domain: str) -> Verdict:
     )
 
 
+def catch_all_verdict(address: Address, domain: str) -> Verdict:
+    return Verdict(
+        address=str(address),
+        result=Result.PASS,
+        reason=Reason.ACCEPTED,
+        catch_all=True,
+        stage=Stage.RCPT,
+        cached=True,
+        checked_at=utcnow(),
+        detail=f"the mail exchangers of {domain} accept any address (catch-all, learned "
+        "lately); not dialled",
+    )
+
+
 class LimitedCallout:
     """Runs callouts for groups of addresses of one domain, or says why it did not."""
 
@@ -47,6 +62,7 @@ class LimitedCallout:
         observer: VerifierObserver,
     ) -> None:
         self._runner = runner
+        self._recheck_catch_all = runner.recheck_catch_all
         self._limits = limits
         self._store = store
         self._observer = observer
@@ -60,6 +76,8 @@ class LimitedCallout:
         known = await self._store.known(domain) if use_cache else NOTHING_KNOWN
         if known.unreachable:
             return {address: unreachable_verdict(address, domain) for address in addresses}
+        if known.catch_all and not (transcript or self._recheck_catch_all):
+            return {address: catch_all_verdict(address, domain) for address in addresses}
         wait = await self._limits.budget.reserve(domain)
         if wait is None:
             self._observer.limit_refused(domain, "domain_budget")

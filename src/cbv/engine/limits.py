@@ -1,27 +1,27 @@
 """Per-domain callout budgets, per-MX-host and global caps on callouts in flight.
 
-The domain budget is GCRA (a token bucket kept as one timestamp, the "theoretical
-arrival time"): a callout reserves the next slot and sleeps until it comes, or is
-refused at once when that slot is more than `max_wait` away, so callers never
-queue without bound and waiters are served in order. With Redis the same
-arithmetic runs in a script on Redis's clock, and the caps are sorted sets of
-holders with leases; while Redis is down the process falls back to its own.
+The domain budget is GCRA (engine/gcra.py). With Redis the same arithmetic runs in a
+script on Redis's clock, and the caps are sorted sets of holders with leases; while
+Redis is down the process falls back to its own. Budgets per MX address, network and
+provider are in engine/budgets.py, the refusal cooldown in engine/cooldown.py; the
+gate in engine/gate.py puts them in front of each connection.
 """
-
 from __future__ import annotations
 
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
 from cbv.cache.redis_link import RedisLink
-from cbv.callout.plan import Target
 from cbv.config import LimitsConfig
+from cbv.engine.budgets import DestinationBudget, LocalDestinationBudget, RedisDestinationBudget
+from cbv.engine.cooldown import Cooldown, LocalCooldown, RedisCooldown
+from cbv.engine.gcra import Gcra
 from cbv.engine.polling import poll_until
 
 PRUNE_ABOVE = 10_000
@@ -52,25 +52,6 @@ if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
 end
 return 0
 """
-
-
-@dataclass(frozen=True, slots=True)
-class Gcra:
-    interval: float  # seconds between callouts at the steady rate
-    tolerance: float  # how far ahead of the steady rate a burst may run
-
-    @classmethod
-    def per_minute(cls, rate: float, burst: int) -> Gcra:
-        interval = 60.0 / rate
-        return cls(interval, (burst - 1) * interval)
-
-    def reserve(self, tat: float, now: float, max_wait: float) -> tuple[float, float] | None:
-        """(seconds to wait, the new arrival time), or None when the wait exceeds max_wait."""
-        tat = max(tat, now)
-        wait = tat - self.tolerance - now
-        if wait > max_wait:
-            return None
-        return max(0.0, wait), tat + self.interval
 
 
 class DomainBudget(Protocol):
@@ -228,26 +209,24 @@ class CalloutLimits:
     budget: DomainBudget
     hosts: SlotPool  # one pool per MX host address
     in_flight: SlotPool  # one pool, GLOBAL_POOL, for every callout
+    destinations: DestinationBudget  # per MX address, network and provider
+    cooldown: Cooldown  # MX addresses that refused the verifier
 
     @classmethod
-    def build(cls, config: LimitsConfig, link: RedisLink | None, lease: float) -> CalloutLimits:
+    def build(cls, config: LimitsConfig, link: RedisLink | None, lease: float,
+              clock: Callable[[], float] = time.time) -> CalloutLimits:
+        """`clock` (epoch seconds) times the local cooldowns, as it does cache lifetimes."""
         budget = LocalBudget(config)
         hosts = LocalSlotPool(config.mx_concurrency, config.max_wait)
         in_flight = LocalSlotPool(config.max_in_flight, config.max_wait)
+        destinations = LocalDestinationBudget(config.max_wait)
+        cooldown = LocalCooldown(config.refusal_cooldown, clock)
         if link is None:
-            return cls(budget, hosts, in_flight)
+            return cls(budget, hosts, in_flight, destinations, cooldown)
         return cls(
             RedisBudget(link, config, budget),
             RedisSlotPool(link, config.mx_concurrency, config.max_wait, lease, hosts),
             RedisSlotPool(link, config.max_in_flight, config.max_wait, lease, in_flight),
+            RedisDestinationBudget(link, config.max_wait, destinations),
+            RedisCooldown(link, config.refusal_cooldown, cooldown),
         )
-
-
-class PoolHostSlots:
-    """The callout runner's per-host limiter, keyed by the address dialled."""
-
-    def __init__(self, pool: SlotPool) -> None:
-        self._pool = pool
-
-    def slot(self, target: Target) -> AbstractAsyncContextManager[bool]:
-        return self._pool.hold(f"mx:{target.ip}")

@@ -12,7 +12,9 @@ from typing import Literal, Protocol
 from cbv.egress.pool import EgressEvent, EgressState
 from cbv.model import Verdict
 
-Limit = Literal["domain_budget", "in_flight"]
+# domain_budget, in_flight: `domain` is the domain; destination_budget: the allowance
+# ("ip:...", "net:...", "provider:..."); host_slots and cooling: the MX address.
+Limit = Literal["domain_budget", "in_flight", "destination_budget", "host_slots", "cooling"]
 
 
 class VerifierObserver(Protocol):
@@ -24,6 +26,9 @@ class VerifierObserver(Protocol):
 
     def limit_refused(self, domain: str, limit: Limit) -> None:
         """A callout to `domain` was not made: a limit gave `rate_limited` instead."""
+
+    def host_cooling(self, ip: str) -> None:
+        """The MX address `ip` refused the verifier and starts its cooldown."""
 
     def callout_started(self) -> None:
         """One SMTP callout (a session, maybe for several addresses) is under way."""
@@ -48,6 +53,9 @@ class NoObserver:
         pass
 
     def limit_refused(self, domain: str, limit: Limit) -> None:
+        pass
+
+    def host_cooling(self, ip: str) -> None:
         pass
 
     def callout_started(self) -> None:

@@ -21,6 +21,8 @@ from cbv.cache.backend import CacheBackend
 from cbv.config import Config
 from cbv.egress.pool import EgressPool
 from cbv.engine.assembly import Engine, Injected, assemble
+from cbv.engine.cooldown import Cooldown
+from cbv.engine.gate import DestinationGate
 from cbv.engine.syntax import syntax_verdict
 from cbv.model import Verdict
 
@@ -88,6 +90,16 @@ class Verifier:
     def egresses(self) -> EgressPool:
         """The ways out for callouts, their states and budgets (docs/egress.md)."""
         return self._engine.egresses
+
+    @property
+    def gate(self) -> DestinationGate:
+        """The budgets and cooldown in front of each MX address (free_in for schedulers)."""
+        return self._engine.gate
+
+    @property
+    def cooldown(self) -> Cooldown:
+        """MX addresses that refused the verifier (the status page and metrics list them)."""
+        return self._engine.limits.cooldown
 
     async def verify(
         self, address: str, *, transcript: bool = False, use_cache: bool = True

@@ -198,6 +198,8 @@ def build_app(runtime: Runtime) -> FastAPI:
              summary="Prometheus metrics",
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def metrics() -> Response:
+        cooling = await runtime.generation.verifier.cooldown.cooling()
+        runtime.telemetry.cooling_hosts.set(len(cooling))
         return Response(runtime.telemetry.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(status_router(runtime, protected))

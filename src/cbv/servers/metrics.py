@@ -67,6 +67,13 @@ class Telemetry:
         self.limit_refusals = Counter(
             "cbv_rate_limit_refusals", "Callouts not made because of a limit (rate_limited)",
             ["domain_class", "limit"], registry=r)
+        self.cooling_hosts = Gauge(
+            "cbv_cooling_hosts", "MX addresses cooling after refusing the verifier (no "
+            "callouts to them); counted when /metrics is read, shared through Redis",
+            registry=r)
+        self.host_refusals = Counter(
+            "cbv_host_refusals", "Cooldowns started: an MX address refused the verifier",
+            registry=r)
         self.requests = Counter(
             "cbv_requests", "Requests answered, by listener", ["listener"], registry=r)
         self.decisions = Counter(
@@ -170,6 +177,9 @@ class EngineTelemetry:
     def limit_refused(self, domain: str, limit: Limit) -> None:
         self._telemetry.limit_refusals.labels(self._class(domain), limit).inc()
         self._history.limited(domain, refused=True)
+
+    def host_cooling(self, ip: str) -> None:
+        self._telemetry.host_refusals.inc()
 
     def callout_started(self) -> None:
         self._telemetry.in_flight.inc()

@@ -55,6 +55,13 @@ class EgressStatus(BaseModel):
     unavailable: int = Field(description="callouts it could not take (resting, over budget)")
 
 
+class CoolingHost(BaseModel):
+    ip: str
+    until: float = Field(description="epoch seconds; no callout to this address before")
+    refusals: int = Field(description="refusals in a row (each doubles the cooldown)")
+    said: str = Field(description="what the host answered when it refused the verifier")
+
+
 class Status(BaseModel):
     now: float
     uptime_seconds: float
@@ -65,6 +72,8 @@ class Status(BaseModel):
         description="domains whose callouts waited for or were refused by a rate limit "
                     "in the last 10 minutes, most refused first")
     egresses: list[EgressStatus] = Field(description="each egress since the daemon started")
+    cooling: list[CoolingHost] = Field(
+        description="MX addresses that refused the verifier, soonest free first")
 
 
 @cache
@@ -85,6 +94,9 @@ def status_router(runtime: Runtime, protected: Sequence[params.Depends]) -> APIR
     async def status() -> dict[str, Any]:
         snapshot = runtime.telemetry.history.snapshot()
         snapshot["uptime_seconds"] = round(time.time() - runtime.telemetry.started, 3)
+        cooling = await runtime.generation.verifier.cooldown.cooling()
+        snapshot["cooling"] = [{"ip": host.ip, "until": host.until, "refusals": host.strikes,
+                                "said": host.detail} for host in cooling]
         return snapshot
 
     return router

@@ -1,0 +1,124 @@
+"""What stands between a callout and each connection it makes: the host's cooldown, the
+budgets of its address, network and provider, and its cap on sessions open at once.
+
+In that order, so a cooling host spends no budget and a session waiting for a budget holds
+no slot. A host that refused someone while this session waited is looked up again
+before the dial.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cbv.callout.admission import Admission, Denial
+from cbv.callout.plan import Target
+from cbv.config import LimitsConfig
+from cbv.engine.budgets import Allowance, allowances
+from cbv.engine.cooldown import Standing
+from cbv.engine.limits import CalloutLimits
+from cbv.engine.observer import VerifierObserver
+from cbv.model import Reason
+
+LOG = logging.getLogger("cbv.engine")
+STANDING_FRESH_FOR = 0.01  # seconds: a standing older than this is read again before dialling
+
+
+@dataclass(frozen=True, slots=True)
+class _Ticket:
+    """One admission: what the session reports goes to the cooldown."""
+
+    gate: DestinationGate
+    target: Target
+    denial: Denial | None
+    strikes: int
+
+    async def session_over(self, refusal: str | None, answered: bool) -> None:
+        await self.gate.session_over(self, refusal, answered)
+
+
+def _describe(target: Target) -> str:
+    return f"{target.host}[{target.ip}]"
+
+
+def blocked_denial(target: Target, standing: Standing) -> Denial:
+    until = datetime.fromtimestamp(standing.until, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return Denial(Reason.VERIFIER_BLOCKED,
+                  f"{_describe(target)} refused this verifier ({standing.detail}); "
+                  f"no callout to it until {until}")
+
+
+class DestinationGate:
+    """The engine's HostAdmission."""
+
+    def __init__(self, config: LimitsConfig, limits: CalloutLimits,
+                 observer: VerifierObserver) -> None:
+        self._config = config
+        self._cooldown = limits.cooldown
+        self._budget = limits.destinations
+        self._slots = limits.hosts
+        self._observer = observer
+
+    def allowances(self, target: Target) -> tuple[Allowance, ...]:
+        return allowances(target, self._config)
+
+    async def free_in(self, target: Target) -> float:
+        """Seconds until a callout to `target` would go without waiting, nothing taken:
+        its budgets, or its cooldown while it cools (for schedulers of bulk work)."""
+        standing = await self._cooldown.standing(target.ip)
+        budgets = await self._budget.free_in(self.allowances(target))
+        return max(budgets, standing.until - standing.now if standing.cooling else 0.0)
+
+    @asynccontextmanager
+    async def admit(self, target: Target) -> AsyncIterator[Admission]:
+        checked = time.monotonic()
+        standing = await self._cooldown.standing(target.ip)
+        if standing.cooling:
+            yield self._blocked(target, standing)
+            return
+        reserved = await self._budget.reserve(self.allowances(target))
+        if isinstance(reserved, Allowance):
+            self._observer.limit_refused(reserved.name, "destination_budget")
+            yield _Ticket(self, target, Denial(
+                Reason.RATE_LIMITED,
+                f"{_describe(target)}: the callout budget of {reserved.label} is spent; "
+                "not calling out now"), standing.strikes)
+            return
+        if reserved:
+            self._observer.limit_wait(target.ip, reserved)
+            await asyncio.sleep(reserved)
+        async with self._slots.hold(f"mx:{target.ip}") as held:
+            if not held:
+                self._observer.limit_refused(target.ip, "host_slots")
+                yield _Ticket(self, target, Denial(
+                    Reason.RATE_LIMITED,
+                    f"{_describe(target)}: too many callouts in flight to this host"),
+                    standing.strikes)
+                return
+            if time.monotonic() - checked > STANDING_FRESH_FOR:
+                standing = await self._cooldown.standing(target.ip)
+                if standing.cooling:
+                    yield self._blocked(target, standing)
+                    return
+            yield _Ticket(self, target, None, standing.strikes)
+
+    def _blocked(self, target: Target, standing: Standing) -> _Ticket:
+        self._observer.limit_refused(target.ip, "cooling")
+        return _Ticket(self, target, blocked_denial(target, standing), standing.strikes)
+
+    async def session_over(self, ticket: _Ticket, refusal: str | None, answered: bool) -> None:
+        target = ticket.target
+        if refusal is not None:
+            standing = await self._cooldown.refused(target.ip, refusal)
+            if standing is not None:
+                LOG.warning("%s refused this verifier (%s): no callouts to it for %.0f s "
+                            "(refusal %d in a row)", _describe(target), refusal,
+                            standing.until - standing.now, standing.strikes)
+                self._observer.host_cooling(target.ip)
+        elif answered and ticket.strikes:
+            await self._cooldown.succeeded(target.ip)

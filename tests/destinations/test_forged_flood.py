@@ -1,0 +1,94 @@
+"""Never a weapon: forged senders over thousands of domains whose MX records all name one
+victim address, or one victim network, through the policy listener. Sessions counted at
+the scripted MX hosts stay within the destination budgets (docs/security.md). What is
+tested is the engine's limits, so these run on one event loop, not on each the daemon
+supports (tests/servers does that)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cbv.testing import MXScript
+from tests.destinations.flood import (
+    DEFAULT_BUDGETS,
+    REFUSAL,
+    UNLIMITED,
+    VICTIM,
+    VICTIM_NETWORK,
+    bound,
+    flood,
+    forged_domains,
+    senders,
+    sessions,
+    victims,
+)
+from tests.servers.clients import running, server_config
+from tests.world import World
+
+
+async def test_a_flood_over_two_thousand_domains_on_one_mx_costs_it_only_its_budget(
+    world: World,
+) -> None:
+    farm = await victims(world, [VICTIM], MXScript(catch_all=True))
+    domains = forged_domains(world, 2_000, [VICTIM])
+    config = server_config(world, farm, limits=DEFAULT_BUDGETS)
+    async with running(config) as daemon:
+        result = await flood([daemon.addresses()["policy"]], senders(domains, 20_000))
+    assert sum(result.actions.values()) == 20_000
+    opened = sessions(farm)
+    limits = config.limits
+    assert 0 < opened <= bound(limits.ip_burst, limits.ip_per_minute, result.seconds)
+    answered_in_sessions = len(farm.servers[VICTIM].rcpts) - opened  # less one probe each
+    from_facts = result.actions["DUNNO"] - answered_in_sessions
+    print(f"one MX: 20000 requests in {result.seconds:.1f} s -> {opened} sessions; "
+          f"{from_facts} answered from catch-all facts; {dict(result.actions)}")
+    assert result.actions["DEFER_IF_PERMIT"] >= 20_000 - opened - from_facts
+
+
+async def test_a_flood_over_two_hundred_addresses_of_one_network_costs_it_its_budget(
+    world: World,
+) -> None:
+    farm = await victims(world, VICTIM_NETWORK, MXScript(catch_all=True))
+    domains = forged_domains(world, 2_000, VICTIM_NETWORK)
+    config = server_config(world, farm, limits=DEFAULT_BUDGETS)
+    async with running(config) as daemon:
+        result = await flood([daemon.addresses()["policy"]], senders(domains, 20_000))
+    assert sum(result.actions.values()) == 20_000
+    opened = sessions(farm)
+    limits = config.limits
+    print(f"one /24: 20000 requests in {result.seconds:.1f} s -> {opened} sessions over "
+          f"{sum(1 for s in farm.servers.values() if s.connections)} addresses")
+    assert 0 < opened <= bound(limits.network_burst, limits.network_per_minute, result.seconds)
+
+
+async def test_a_refusing_mx_gets_at_most_three_connections_for_forty_domains(
+    world: World,
+) -> None:
+    farm = await victims(world, [VICTIM], MXScript(banner=REFUSAL))
+    domains = forged_domains(world, 40, [VICTIM])
+    config = server_config(world, farm, limits=DEFAULT_BUDGETS)
+    async with running(config) as daemon:
+        first = await flood([daemon.addresses()["policy"]], senders(domains, 40))
+        again = await flood([daemon.addresses()["policy"]], senders(domains, 40))
+    # unknown (nothing against the sender) or, past the address's burst, deferred
+    assert set(first.actions) <= {"DUNNO", "DEFER_IF_PERMIT"}
+    assert again.actions == {"DUNNO": 40}  # cooling: unknown, not dialled
+    assert 1 <= sessions(farm) <= 3
+
+
+@pytest.mark.parametrize(("recheck", "expected"), [(False, 100), (True, 1_000)])
+async def test_catch_all_facts_spare_a_session_per_sender(
+    world: World, recheck: bool, expected: int
+) -> None:
+    """Budgets wide open, so only the facts decide: 1,000 senders over 100 catch-all
+    domains cost one session per domain, or one per sender with recheck_catch_all."""
+    farm = await victims(world, [VICTIM], MXScript(catch_all=True))
+    domains = forged_domains(world, 100, [VICTIM])
+    config = server_config(world, farm, callout={"recheck_catch_all": recheck},
+                           limits=UNLIMITED)
+    async with running(config) as daemon:
+        result = await flood([daemon.addresses()["policy"]], senders(domains, 1_000))
+    assert result.actions == {"DUNNO": 1_000}
+    print(f"recheck_catch_all={recheck}: 1000 senders over 100 catch-all domains -> "
+          f"{sessions(farm)} sessions in {result.seconds:.1f} s")
+    assert sessions(farm) == expected
