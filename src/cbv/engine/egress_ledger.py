@@ -14,7 +14,7 @@ from cbv.egress.health import RefusalTracker, RestRule, independent_host
 from cbv.egress.pool import EgressLedger, EgressObserver, EgressPool, Unavailable
 from cbv.egress.routes import EgressRoutes
 from cbv.egress.table import Egress, egresses_from_config
-from cbv.engine.limits import Gcra
+from cbv.engine.gcra import Gcra
 
 DAY = 86_400
 
