@@ -176,4 +176,5 @@ def test_cache_cooling_needs_redis_and_says_where_to_look(tmp_path: Path) -> Non
     result = CliRunner().invoke(cli, ["cache", "cooling", "--forget", "not-an-ip",
                                       "--config", str(toml)])
     assert result.exit_code == 2
-    assert result.stderr == "cbv: error: 'not-an-ip' is not an IP address\n"
+    assert result.stderr == ("cbv: error: 'not-an-ip' is not an IP address (or 'IP via "
+                             "EGRESS', as listed)\n")

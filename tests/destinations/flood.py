@@ -45,6 +45,15 @@ def forged_domains(world: World, count: int, ips: Sequence[str]) -> list[str]:
     return domains
 
 
+def domains_naming(world: World, count: int, host: str, ip: str) -> list[str]:
+    """`count` domains whose MX records all name one victim host, `host` at `ip`."""
+    world.dns.add_a(host, ip)
+    domains = [f"forged{n}.test" for n in range(count)]
+    for domain in domains:
+        world.dns.add_mx(domain, [(10, host)])
+    return domains
+
+
 async def victims(world: World, ips: Sequence[str], script: MXScript) -> MXFarm:
     farm = await start_farm(dict.fromkeys(ips, script))
     world.farms.append(farm)

@@ -16,6 +16,7 @@ from tests.destinations.flood import (
     VICTIM,
     VICTIM_NETWORK,
     bound,
+    domains_naming,
     flood,
     forged_domains,
     senders,
@@ -65,7 +66,7 @@ async def test_a_refusing_mx_gets_at_most_three_connections_for_forty_domains(
     world: World,
 ) -> None:
     farm = await victims(world, [VICTIM], MXScript(banner=REFUSAL))
-    domains = forged_domains(world, 40, [VICTIM])
+    domains = domains_naming(world, 40, "mx.victim.test", VICTIM)
     config = server_config(world, farm, limits=DEFAULT_BUDGETS)
     async with running(config) as daemon:
         first = await flood([daemon.addresses()["policy"]], senders(domains, 40))

@@ -18,6 +18,7 @@ from tests.destinations.flood import (
     REFUSAL,
     VICTIM,
     bound,
+    domains_naming,
     flood,
     forged_domains,
     senders,
@@ -62,7 +63,7 @@ async def test_two_daemons_share_a_refusing_mx_cooldown(
     world: World, redis_url: str, tmp_path: Path
 ) -> None:
     farm = await victims(world, [VICTIM], MXScript(banner=REFUSAL))
-    domains = forged_domains(world, 40, [VICTIM])
+    domains = domains_naming(world, 40, "mx.victim.test", VICTIM)
     server = {"policy": "127.0.0.1:0", "smtpcbd": "", "http": "127.0.0.1:0"}
     config = server_config(world, farm, cache={"url": redis_url}, limits=DEFAULT_BUDGETS,
                            server=server)

@@ -51,8 +51,9 @@ class Admission(Protocol):
 
 
 class HostAdmission(Protocol):
-    def admit(self, target: Target) -> AbstractAsyncContextManager[Admission]:
-        """Held for the whole session to `target`."""
+    def admit(self, target: Target, egress: str) -> AbstractAsyncContextManager[Admission]:
+        """Held for the whole session to `target` through the egress named `egress` (a
+        host that refused one of cbv's source addresses may take another)."""
         ...
 
 
@@ -67,7 +68,7 @@ class AdmitEveryone:
     """No limits (the runner used on its own, in tests and tools)."""
 
     @asynccontextmanager
-    async def admit(self, target: Target) -> AsyncIterator[Admission]:
+    async def admit(self, target: Target, egress: str) -> AsyncIterator[Admission]:
         yield _Admitted()
 
 

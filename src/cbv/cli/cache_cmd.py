@@ -149,19 +149,20 @@ def _cooling_operation(
     if forget_all:
         return lambda cooldown: cooldown.purge()
     if forget is not None:
+        address, via, egress = forget.partition(" via ")
         try:
-            ip = str(ipaddress.ip_address(forget))
+            key = str(ipaddress.ip_address(address)) + via + egress
         except ValueError:
-            _fail(f"{forget!r} is not an IP address")
-        return lambda cooldown: cooldown.purge(ip)
+            _fail(f"{forget!r} is not an IP address (or 'IP via EGRESS', as listed)")
+        return lambda cooldown: cooldown.purge(key)
     return lambda cooldown: cooldown.read_cooling()
 
 
 @cache.command()
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per host.")
-@click.option("--forget", metavar="IP", help="Forget this MX address's refusals: callouts "
-              "to it may go again.")
+@click.option("--forget", metavar="IP", help="Forget this MX address's refusals (or those "
+              "of 'IP via EGRESS', as listed): callouts to it may go again.")
 @click.option("--forget-all", is_flag=True, help="Forget every MX address's refusals.")
 def cooling(config_path: Path | None, as_json: bool, forget: str | None,
             forget_all: bool) -> None:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from cbv.callout.admission import Admission, Denial
 from cbv.callout.plan import Target
 from cbv.config import LimitsConfig
+from cbv.egress.settings import DEFAULT_EGRESS
 from cbv.engine.budgets import Allowance, allowances
 from cbv.engine.cooldown import Standing
 from cbv.engine.limits import CalloutLimits
@@ -35,6 +36,7 @@ class _Ticket:
 
     gate: DestinationGate
     target: Target
+    cooling_key: str
     denial: Denial | None
     strikes: int
 
@@ -44,6 +46,12 @@ class _Ticket:
 
 def _describe(target: Target) -> str:
     return f"{target.host}[{target.ip}]"
+
+
+def cooling_key(ip: str, egress: str) -> str:
+    """What a cooldown is kept for: the MX address, and the egress when it is not the
+    default one (another source address may still be welcome)."""
+    return ip if egress == DEFAULT_EGRESS else f"{ip} via {egress}"
 
 
 def blocked_denial(target: Target, standing: Standing) -> Denial:
@@ -67,24 +75,25 @@ class DestinationGate:
     def allowances(self, target: Target) -> tuple[Allowance, ...]:
         return allowances(target, self._config)
 
-    async def free_in(self, target: Target) -> float:
+    async def free_in(self, target: Target, egress: str = DEFAULT_EGRESS) -> float:
         """Seconds until a callout to `target` would go without waiting, nothing taken:
         its budgets, or its cooldown while it cools (for schedulers of bulk work)."""
-        standing = await self._cooldown.standing(target.ip)
+        standing = await self._cooldown.standing(cooling_key(target.ip, egress))
         budgets = await self._budget.free_in(self.allowances(target))
         return max(budgets, standing.until - standing.now if standing.cooling else 0.0)
 
     @asynccontextmanager
-    async def admit(self, target: Target) -> AsyncIterator[Admission]:
+    async def admit(self, target: Target, egress: str) -> AsyncIterator[Admission]:
         checked = time.monotonic()
-        standing = await self._cooldown.standing(target.ip)
+        key = cooling_key(target.ip, egress)
+        standing = await self._cooldown.standing(key)
         if standing.cooling:
-            yield self._blocked(target, standing)
+            yield self._blocked(target, key, standing)
             return
         reserved = await self._budget.reserve(self.allowances(target))
         if isinstance(reserved, Allowance):
             self._observer.limit_refused(reserved.name, "destination_budget")
-            yield _Ticket(self, target, Denial(
+            yield _Ticket(self, target, key, Denial(
                 Reason.RATE_LIMITED,
                 f"{_describe(target)}: the callout budget of {reserved.label} is spent; "
                 "not calling out now"), standing.strikes)
@@ -95,30 +104,30 @@ class DestinationGate:
         async with self._slots.hold(f"mx:{target.ip}") as held:
             if not held:
                 self._observer.limit_refused(target.ip, "host_slots")
-                yield _Ticket(self, target, Denial(
+                yield _Ticket(self, target, key, Denial(
                     Reason.RATE_LIMITED,
                     f"{_describe(target)}: too many callouts in flight to this host"),
                     standing.strikes)
                 return
             if time.monotonic() - checked > STANDING_FRESH_FOR:
-                standing = await self._cooldown.standing(target.ip)
+                standing = await self._cooldown.standing(key)
                 if standing.cooling:
-                    yield self._blocked(target, standing)
+                    yield self._blocked(target, key, standing)
                     return
-            yield _Ticket(self, target, None, standing.strikes)
+            yield _Ticket(self, target, key, None, standing.strikes)
 
-    def _blocked(self, target: Target, standing: Standing) -> _Ticket:
+    def _blocked(self, target: Target, key: str, standing: Standing) -> _Ticket:
         self._observer.limit_refused(target.ip, "cooling")
-        return _Ticket(self, target, blocked_denial(target, standing), standing.strikes)
+        return _Ticket(self, target, key, blocked_denial(target, standing), standing.strikes)
 
     async def session_over(self, ticket: _Ticket, refusal: str | None, answered: bool) -> None:
         target = ticket.target
         if refusal is not None:
-            standing = await self._cooldown.refused(target.ip, refusal)
+            standing = await self._cooldown.refused(ticket.cooling_key, refusal)
             if standing is not None:
-                LOG.warning("%s refused this verifier (%s): no callouts to it for %.0f s "
-                            "(refusal %d in a row)", _describe(target), refusal,
+                LOG.warning("%s[%s] refused this verifier (%s): no callouts to it for %.0f s "
+                            "(refusal %d in a row)", target.host, ticket.cooling_key, refusal,
                             standing.until - standing.now, standing.strikes)
-                self._observer.host_cooling(target.ip)
+                self._observer.host_cooling(ticket.cooling_key)
         elif answered and ticket.strikes:
-            await self._cooldown.succeeded(target.ip)
+            await self._cooldown.succeeded(ticket.cooling_key)
