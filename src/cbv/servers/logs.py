@@ -18,7 +18,6 @@ FIELDS = "cbv_fields"  # the `extra` key that carries an event's structured fiel
 _HANDLER_NAME = "cbv-serve"
 _FOREIGN = ("asyncio", "py.warnings")
 _WRITE_AFTER_LOSS = "socket.send() raised exception."
-FLUSH_EVERY = 0.05  # seconds a log line may wait in the buffer while an event loop runs
 
 
 def fields_of(record: logging.LogRecord) -> dict[str, object]:
@@ -70,10 +69,9 @@ class TextFormatter(logging.Formatter):
 
 
 class LineHandler(logging.StreamHandler[TextIO]):
-    """One line per record, written out at most FLUSH_EVERY seconds after it was logged
-    when an event loop runs: a busy daemon makes one write for a buffer full of decisions
-    rather than one per loop turn, a quiet one still logs within a blink. Outside a loop,
-    at once."""
+    """One line per record, flushed once per event-loop turn when a loop runs: a busy
+    daemon makes one write for a burst of decisions, a quiet one still logs at once.
+    (Flushing only every 50 ms instead measured no less CPU per decision.)"""
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
@@ -87,7 +85,7 @@ class LineHandler(logging.StreamHandler[TextIO]):
             return
         if not self._flush_pending:
             self._flush_pending = True
-            loop.call_later(FLUSH_EVERY, self._flush_now)
+            loop.call_soon(self._flush_now)
 
     def _flush_now(self) -> None:
         self._flush_pending = False
