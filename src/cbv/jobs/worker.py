@@ -54,29 +54,40 @@ class JobWorker:
         self._known: dict[str, _Known] = {}
         self._queue_down = False
         self._stopping = asyncio.Event()
+        self._grace = 0.0
+        self._running = False
+        self._stopped = asyncio.Event()
 
     async def run(self) -> None:
-        """Until `stop()` or cancelled; items in hand when cancelled go to other workers
-        when their lease ends."""
+        """Until `stop()` or cancelled. After `stop()` the items in hand are settled within
+        its grace, their leases still renewed; items in hand when cancelled (or past the
+        grace) go to other workers when their lease ends."""
         housekeeping = asyncio.create_task(self._housekeeping())
-        stopped = asyncio.create_task(self._stopping.wait())
+        stopping = asyncio.create_task(self._stopping.wait())
+        self._running = True
         try:
             while not self._stopping.is_set():
                 await self._fill()
-                await asyncio.wait({stopped, *self._working}, timeout=IDLE_POLL,
+                await asyncio.wait({stopping, *self._working}, timeout=IDLE_POLL,
                                    return_when=asyncio.FIRST_COMPLETED)
+            if self._working:
+                await asyncio.wait(set(self._working), timeout=self._grace)
         finally:
             housekeeping.cancel()
-            stopped.cancel()
+            stopping.cancel()
             for task in self._working:
                 task.cancel()
-            await asyncio.gather(housekeeping, stopped, *self._working, return_exceptions=True)
+            await asyncio.gather(housekeeping, stopping, *self._working, return_exceptions=True)
+            self._running = False
+            self._stopped.set()
 
     async def stop(self, grace: float) -> None:
-        """Claim nothing more; let the items in hand be settled within `grace` seconds."""
+        """Claim nothing more; let the items in hand be settled within `grace` seconds,
+        and return once `run()` has ended."""
+        self._grace = grace
         self._stopping.set()
-        if self._working:
-            await asyncio.wait(set(self._working), timeout=grace)
+        if self._running:
+            await self._stopped.wait()
 
     async def _fill(self) -> None:
         free = self._concurrency - len(self._working)
