@@ -7,6 +7,7 @@ import asyncio
 import logging
 import random
 
+from cbv.callout.plan import Target
 from cbv.config import Config, ConfigError
 from cbv.jobs.opening import open_queue
 from cbv.jobs.queue import QueueError
@@ -44,12 +45,16 @@ class JobsRunning:
             return await generation.verifier.verify_many(addresses, use_cache=use_cache)
 
     async def _budget_wait(self, limited: Verdict) -> float:
-        """A budget frees one callout per interval of the domain's rate; the jitter keeps
-        the items waiting on one domain from all coming back at the same moment."""
-        limits = self._runtime.generation.config.limits
+        """When the MX address the verdict names frees (its budgets, its cooldown), as the
+        destination gate says; else one interval of the domain's rate. The jitter keeps the
+        items waiting on one destination from all coming back at the same moment."""
+        generation = self._runtime.generation
         domain = limited.address.rpartition("@")[2].lower()
-        interval = max(60.0 / limits.domain_rate(domain), MIN_BUDGET_WAIT)
-        return interval * (1 + random.random())
+        wait = 60.0 / generation.config.limits.domain_rate(domain)
+        if limited.mx and limited.ip and limited.port:
+            target = Target(limited.mx, limited.ip, limited.port)
+            wait = max(wait, await generation.verifier.gate.free_in(target))
+        return max(wait, MIN_BUDGET_WAIT) * (1 + random.random())
 
     async def close(self, grace: float) -> None:
         """Items in hand are settled within `grace` seconds, or left to other workers."""
