@@ -7,6 +7,7 @@ import os
 import re
 import socket
 import tomllib
+import urllib.parse
 from pathlib import Path
 from string import Formatter
 from typing import Annotated, Any, Literal, TypeVar
@@ -770,6 +771,19 @@ class JobsConfig(_Section):
     lease: float = Field(default=120.0, ge=1, le=86_400, description=(
         "seconds a work item claimed by a worker that stopped answering waits before another "
         "worker takes it over"))
+    webhook_allow: list[str] = Field(default_factory=list, description=(
+        "URL prefixes a job's webhook may start with, as \"https://host[:port][/path]\" "
+        "(no port: any port of that host); [] refuses every webhook, so an API client cannot "
+        "make cbv POST where the operator did not say"))
+
+    @field_validator("webhook_allow")
+    @classmethod
+    def _check_webhook_allow(cls, value: list[str]) -> list[str]:
+        for prefix in value:
+            parsed = urllib.parse.urlsplit(prefix)
+            if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                raise ValueError(f"{prefix!r}: a webhook prefix is http(s)://host[:port][/path]")
+        return value
 
     @field_validator("queue")
     @classmethod

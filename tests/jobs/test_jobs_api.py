@@ -46,7 +46,7 @@ async def api(world: World, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     await mail_world(world)
     config = server_config(world, world.farms[-1], server=HTTP, jobs={
         "enabled": True, "queue": f"sqlite://{tmp_path}/jobs.sqlite3",
-        "retry_delays": [0.2], "retry_horizon": 3.0})
+        "retry_delays": [0.2], "retry_horizon": 3.0, "webhook_allow": ["http://127.0.0.1/"]})
     async with running(config) as daemon, httpx.AsyncClient(
             base_url=f"http://{daemon.addresses()['http']}", timeout=WAIT) as client:
         yield client
@@ -195,6 +195,16 @@ class Receiver:
     async def stop(self) -> None:
         self.server.close()
         await self.server.wait_closed()
+
+
+@pytest.mark.parametrize("webhook", ["http://10.0.0.1/hook", "https://127.0.0.1/hook"])
+async def test_a_webhook_the_operator_did_not_allow_is_forbidden(
+        api: httpx.AsyncClient, webhook: str) -> None:
+    answer = await api.post("/v1/jobs", json=["a@b.test"], params={"webhook": webhook})
+    assert answer.status_code == 403
+    message = answer.json()["message"]
+    assert "list its URL prefix in [jobs] webhook_allow" in message and "\n" not in message
+    assert (await api.get("/v1/jobs")).json()["jobs"] == [], "nothing was queued"
 
 
 async def test_the_webhook_gets_the_final_status_once_and_no_redirect_is_followed(

@@ -62,8 +62,8 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     worker = JobWorker(queue, script.verify, concurrency=4, lease=60,
                        budget_wait=script.budget_wait, notify=script.notify)
     task = asyncio.create_task(worker.run())
-    yield Rig(JobService(queue, JobsConfig(retry_delays=[0.05]), per_item=10), worker,
-              script, task)
+    jobs = JobsConfig(retry_delays=[0.05], webhook_allow=["http://127.0.0.1:9/"])
+    yield Rig(JobService(queue, jobs, per_item=10), worker, script, task)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     await queue.aclose()

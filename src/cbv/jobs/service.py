@@ -4,6 +4,7 @@ stream its results in input order, cancel it."""
 from __future__ import annotations
 
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Sequence
 from itertools import zip_longest
 from typing import Annotated
@@ -37,6 +38,27 @@ class JobOptions(BaseModel):
         description="seconds after submission past which transient addresses are final")
 
 
+class WebhookRefused(Exception):
+    """The submission names a webhook outside `[jobs] webhook_allow`."""
+
+
+def webhook_allowed(url: str, prefixes: Sequence[str]) -> bool:
+    """Same scheme and host, the prefix's port if it names one, and a path under its path:
+    compared part by part, so "https://hooks.test" never admits "https://hooks.test.evil"."""
+    try:
+        wanted = urllib.parse.urlsplit(url)
+        port = wanted.port
+    except ValueError:
+        return False
+    for prefix in prefixes:
+        allowed = urllib.parse.urlsplit(prefix)
+        if (wanted.scheme == allowed.scheme and wanted.hostname == allowed.hostname
+                and (allowed.port is None or port == allowed.port)
+                and (wanted.path or "/").startswith(allowed.path or "/")):
+            return True
+    return False
+
+
 def work_items(job_id: str, addresses: Sequence[str], per_item: int) -> list[WorkItem]:
     """Addresses grouped by domain, `per_item` at most, the domains interleaved so the
     first items spread over many destinations instead of queueing on one."""
@@ -59,6 +81,10 @@ class JobService:
         self._clock = clock
 
     async def submit(self, addresses: Sequence[str], options: JobOptions) -> JobSpec:
+        """Raises WebhookRefused, in one line, for a webhook the operator did not allow."""
+        if options.webhook and not webhook_allowed(options.webhook, self._config.webhook_allow):
+            raise WebhookRefused(f"webhook {options.webhook!r} is not allowed: list its URL prefix "
+                             "in [jobs] webhook_allow")
         delays = list(options.retry_delays or self._config.retry_delays)
         spec = JobSpec(
             id=new_job_id(), name=options.name,

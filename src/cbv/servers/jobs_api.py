@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from cbv.jobs.inputs import MAX_ADDRESS, InputError, read_submission
 from cbv.jobs.model import JobStatus
 from cbv.jobs.queue import QueueError
-from cbv.jobs.service import WEBHOOK, JobOptions, JobService
+from cbv.jobs.service import WEBHOOK, JobOptions, JobService, WebhookRefused
 from cbv.servers.runtime import Runtime
 
 JobId = Annotated[str, Path(min_length=1, max_length=64, description="the id POST gave")]
@@ -61,6 +61,7 @@ def jobs_router(runtime: Runtime, protected: Sequence[params.Depends]) -> APIRou
 
     @router.post("/v1/jobs", status_code=201, response_model=Submitted,
                  summary="Submit a list to verify as a job",
+                 responses={403: {"description": "the webhook is not in [jobs] webhook_allow"}},
                  openapi_extra={"requestBody": SUBMISSION})
     async def submit(
         request: Request,
@@ -83,6 +84,8 @@ def jobs_router(runtime: Runtime, protected: Sequence[params.Depends]) -> APIRou
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"])
             raise HTTPException(422, f"{where}: {first['msg']}") from None
+        except WebhookRefused as exc:
+            raise HTTPException(403, str(exc)) from None
         except (InputError, ValueError) as exc:
             raise HTTPException(422, str(exc)) from None
         except QueueError as exc:
