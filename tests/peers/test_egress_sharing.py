@@ -42,9 +42,12 @@ async def test_a_daily_budget_is_shared(world: World, redis_url: str) -> None:
 
 async def test_a_rest_learned_by_one_daemon_is_kept_by_the_other(world: World, redis_url: str
                                                                  ) -> None:
+    # Two independent hosts refuse the egress (a host that refused is then cooling, so the
+    # second refusal must come from another host); the third would answer.
     await world.mx("one.test", {"127.0.0.2": MXScript(banner=BLOCKED),
-                                       "127.0.0.3": MXScript(catch_all=True)})
-    world.dns.add_a("mx.two.test", "127.0.0.2")
+                                "127.0.0.3": MXScript(catch_all=True),
+                                "127.0.0.4": MXScript(banner=BLOCKED)})
+    world.dns.add_a("mx.two.test", "127.0.0.4")
     world.dns.add_mx("two.test", [(10, "mx.two.test")])
     world.dns.add_a("mx.fine.test", "127.0.0.3")
     world.dns.add_mx("fine.test", [(10, "mx.fine.test")])
