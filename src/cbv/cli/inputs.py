@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
+from cbv.csv_emails import MissingEmailColumn, email_cells
 
 
 class InputError(ValueError):
@@ -34,13 +32,8 @@ def read_addresses(text: str, source: str) -> list[str]:
 
 
 def _read_csv(text: str, source: str) -> list[str]:
-    dialect: type[csv.Dialect] = csv.excel
-    with contextlib.suppress(csv.Error):
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
-    reader = csv.reader(io.StringIO(text), dialect)
-    header = [cell.strip().lower() for cell in next(reader, [])]
-    if "email" not in header:
-        found = ", ".join(header)
-        raise InputError(f"{source}: CSV input needs an 'email' column (found: {found})")
-    column = header.index("email")
-    return [row[column].strip() for row in reader if len(row) > column and row[column].strip()]
+    try:
+        return [cell.strip() for _, cell in email_cells(text)]
+    except MissingEmailColumn as exc:
+        raise InputError(f"{source}: CSV input needs an 'email' column (found: {exc.found})"
+                         ) from None

@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
 import json
+
+from cbv.csv_emails import MissingEmailColumn, email_cells
 
 MAX_ADDRESS = 1024  # as the HTTP API's other endpoints: refuse junk early
 
@@ -49,17 +48,10 @@ def _ndjson(text: str) -> list[str]:
 
 
 def _csv(text: str) -> list[str]:
-    dialect: type[csv.Dialect] = csv.excel
-    with contextlib.suppress(csv.Error):
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
-    reader = csv.reader(io.StringIO(text), dialect)
-    header = [cell.strip().lower() for cell in next(reader, [])]
-    if "email" not in header:
-        raise InputError(f"CSV needs an 'email' column (found: {', '.join(header)})")
-    column = header.index("email")
-    return [_checked(row[column], f"row {number}")
-            for number, row in enumerate(reader, start=2)
-            if len(row) > column and row[column].strip()]
+    try:
+        return [_checked(cell, f"row {number}") for number, cell in email_cells(text)]
+    except MissingEmailColumn as exc:
+        raise InputError(str(exc)) from None
 
 
 def read_submission(body: bytes, content_type: str) -> list[str]:
