@@ -116,6 +116,12 @@ def test_refusals_by_one_provider_count_once() -> None:
     assert not tracker.resting("a", 1.0)
 
 
+def test_providers_under_one_public_suffix_count_apart() -> None:
+    tracker = RefusalTracker(RULE)
+    hosts = [f"mx.{name}.co.uk" for name in ("one", "two", "three")]
+    assert [tracker.refused("a", host, 0.0) for host in hosts][-1] == RULE.rest
+
+
 def test_refusals_by_several_hosts_within_the_window_make_it_rest() -> None:
     tracker = RefusalTracker(RULE)
     assert tracker.refused("a", "mx.one.test", 0.0) == 0.0

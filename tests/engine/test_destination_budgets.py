@@ -12,9 +12,9 @@ from cbv.callout.plan import Target
 from cbv.config import LimitsConfig, config_from_dict
 from cbv.engine.budgets import Allowance, LocalDestinationBudget, allowances
 from cbv.engine.gcra import Gcra
-from cbv.engine.providers import network_of, provider_of
 from cbv.engine.verifier import Verifier
 from cbv.model import Reason
+from cbv.providers import network_of, provider_of
 from cbv.testing import MXScript
 from tests.world import World
 

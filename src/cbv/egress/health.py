@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cbv.providers import provider_of
+
 PRUNE_ABOVE = 1_000
 
 
@@ -16,12 +18,6 @@ class RestRule:
     rest_after: int  # different refusing hosts
     window: float  # seconds over which they are counted
     rest: float  # seconds the egress then rests
-
-
-def independent_host(host: str) -> str:
-    """Hosts of one provider count once: mx1.example.com and mx2.example.com are example.com."""
-    labels = host.lower().rstrip(".").split(".")
-    return ".".join(labels[-2:])
 
 
 @dataclass
@@ -35,7 +31,7 @@ class RefusalTracker:
         if self.resting(egress, now):
             return 0.0
         seen = self._refusals.setdefault(egress, {})
-        seen[independent_host(host)] = now
+        seen[provider_of(host)] = now
         horizon = now - self.rule.window
         if len(seen) > PRUNE_ABOVE or any(at < horizon for at in seen.values()):
             seen = self._refusals[egress] = {h: at for h, at in seen.items() if at >= horizon}

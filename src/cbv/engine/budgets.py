@@ -19,7 +19,7 @@ from cbv.cache.redis_link import RedisLink
 from cbv.callout.plan import Target
 from cbv.config import LimitsConfig
 from cbv.engine.gcra import Gcra
-from cbv.engine.providers import network_of, provider_of
+from cbv.providers import network_of, provider_of
 
 PRUNE_ABOVE = 10_000
 

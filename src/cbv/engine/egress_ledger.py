@@ -10,11 +10,12 @@ import time
 from cbv.cache.backend import Clock
 from cbv.cache.redis_link import PREFIX, RedisLink
 from cbv.config import CalloutConfig
-from cbv.egress.health import RefusalTracker, RestRule, independent_host
+from cbv.egress.health import RefusalTracker, RestRule
 from cbv.egress.pool import EgressLedger, EgressObserver, EgressPool, Unavailable
 from cbv.egress.routes import EgressRoutes
 from cbv.egress.table import Egress, egresses_from_config
 from cbv.engine.gcra import Gcra
+from cbv.providers import provider_of
 
 DAY = 86_400
 
@@ -132,7 +133,7 @@ class RedisLedger:
         async def in_redis() -> float:
             rests = await self._refused(
                 keys=[self._key(egress, "refusals"), self._key(egress, "rest")],
-                args=[independent_host(host), round(rule.window * 1000), rule.rest_after,
+                args=[provider_of(host), round(rule.window * 1000), rule.rest_after,
                       round(rule.rest * 1000)])
             return rule.rest if int(rests) else 0.0
 
