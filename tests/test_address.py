@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import string
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cbv.address import AddressError, parse_address, parse_domain
+from cbv.address import _DOT_STRING, _QUOTED, AddressError, parse_address, parse_domain
 
 
 @pytest.mark.parametrize(
@@ -66,6 +68,19 @@ def test_parsed_addresses_never_carry_smtp_metacharacters(text: str) -> None:
     rendered = str(address)
     assert not any(c in rendered for c in "\r\n\0<>")
     assert rendered.count("@") >= 1
+
+
+ATEXT_ASCII = set(string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~")
+QTEXT_ASCII = {chr(c) for c in range(0x20, 0x7F)} - {'"', "\\"}
+BEYOND_ASCII = [0x80, 0xA0, 0xFC, 0x2028, 0xD800, 0xDFFF, 0xFFFF, 0x10000, 0x1F600, 0x10FFFF]
+
+
+@pytest.mark.parametrize("code", [*range(0x80), *BEYOND_ASCII])
+def test_local_parts_allow_atext_and_qtext_of_rfc_6531(code: int) -> None:
+    """Every character beyond ASCII is atext and qtext; in ASCII only the RFC's own."""
+    char = chr(code)
+    assert bool(_DOT_STRING.fullmatch(char)) == (code >= 0x80 or char in ATEXT_ASCII)
+    assert bool(_QUOTED.fullmatch(f'"{char}"')) == (code >= 0x80 or char in QTEXT_ASCII)
 
 
 def test_parse_domain() -> None:
