@@ -11,6 +11,7 @@ rejection *of the address* is a failure. Each judgement names the rule that deci
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from cbv.callout import evidence
 from cbv.callout.signatures import match_signature
@@ -43,6 +44,9 @@ _NOT_MAILBOX_SUBJECTS = {"3", "4", "5", "6", "7"}
 # Published replies say what they mean in their first lines; a hostile server's 64 KiB
 # reply costs the expressions no more than this many characters.
 MAX_WORDS = 1024
+# Texts whose verdicts are remembered: a RCPT reply is read twice in a row (does it refuse
+# our sender? what does it say of the address?), and the client expressions cost ~30 µs.
+TEXTS_REMEMBERED = 256
 
 
 def words_of(reply: Reply) -> str:
@@ -94,6 +98,7 @@ def judge_transient(reply: Reply) -> Judgement:
     return Judgement(Reason.TEMPFAIL, f"code:{reply.code // 100}xx")
 
 
+@lru_cache(maxsize=TEXTS_REMEMBERED)
 def _client_refusal(text: str) -> Judgement | None:
     """Text that says the sender, the client's rate or the client itself is refused."""
     if evidence.SENDER_REFUSED.search(text):
@@ -105,13 +110,20 @@ def _client_refusal(text: str) -> Judgement | None:
     return None
 
 
-def _judge_permanent(reply: Reply, enhanced: str | None) -> Judgement:
-    text = words_of(reply)
+@lru_cache(maxsize=TEXTS_REMEMBERED)
+def _outweighs_the_code(text: str) -> Judgement | None:
+    """Words that outweigh a permanent reply's code: the recipient is busy, or the client
+    is refused."""
     if evidence.RECIPIENT_BUSY.search(text):
         return Judgement(Reason.TEMPFAIL, "text:recipient-busy")
-    client = _client_refusal(text)
-    if client is not None:
-        return client
+    return _client_refusal(text)
+
+
+def _judge_permanent(reply: Reply, enhanced: str | None) -> Judgement:
+    text = words_of(reply)
+    outweighing = _outweighs_the_code(text)
+    if outweighing is not None:
+        return outweighing
     if enhanced is not None:
         _, subject, detail = enhanced.split(".")
         strong = _STRONG_DETAILS.get(f"{subject}.{detail}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import ipaddress
 import random
@@ -85,10 +84,7 @@ class Planner:
         return await self._plan_hosts(hosts)
 
     async def _plan_hosts(self, hosts: list[tuple[str, int]], implicit: bool = False) -> Plan:
-        if len(hosts) == 1:  # nothing to run side by side: no task, no gather
-            answers = [await self._host_addresses(hosts[0][0])]
-        else:
-            answers = await asyncio.gather(*(self._host_addresses(host) for host, _ in hosts))
+        answers = await self._host_addresses([host for host, _ in hosts])
         targets = [
             Target(host, ip, port)
             for (host, port), answer in zip(hosts, answers, strict=True)
@@ -104,10 +100,11 @@ class Planner:
             details = f"{hosts[0][0]}: no MX and no address records"
         return _dns_failure(Reason.NO_MAIL_DOMAIN, details or "no mail exchanger has an address")
 
-    async def _host_addresses(self, host: str) -> AddressAnswer:
-        if not _is_ip_literal(host):
-            return await self._resolver.addresses(host)
-        return AddressAnswer(DnsStatus.OK, (host,), 0)
+    async def _host_addresses(self, hosts: list[str]) -> list[AddressAnswer]:
+        """IP literals answer themselves; the names go to the resolver in one call."""
+        names = [host for host in hosts if not _is_ip_literal(host)]
+        resolved = dict(zip(names, await self._resolver.addresses_of(names), strict=True))
+        return [resolved.get(host) or AddressAnswer(DnsStatus.OK, (host,), 0) for host in hosts]
 
     def _allowed(self, targets: list[Target]) -> Plan:
         allowed = tuple(t for t in targets if not self._policy.is_forbidden(t.ip))

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from cbv.model import Reason
 
 _I = re.NOFLAG  # written in lower case, matched against lower-cased text
+# Texts whose worded signatures are remembered: a RCPT reply is judged twice in a row.
+TEXTS_REMEMBERED = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,10 +25,9 @@ class Signature:
     enhanced: frozenset[str] = frozenset()
     hosts: tuple[str, ...] = ()
 
-    def matches(self, text: str, enhanced: str | None, mx_host: str) -> bool:
-        """`text` and `mx_host` in lower case."""
-        if not self.text.search(text):
-            return False
+    def confirmed(self, text: str, enhanced: str | None, mx_host: str) -> bool:
+        """For a `text` with this wording: do the codes or the host bear it out? `text` and
+        `mx_host` in lower case."""
         if not self.enhanced and not self.hosts:
             return True
         if enhanced in self.enhanced:
@@ -94,5 +96,11 @@ SIGNATURES: tuple[Signature, ...] = (
 )
 
 
+@lru_cache(maxsize=TEXTS_REMEMBERED)
+def _worded(text: str) -> tuple[Signature, ...]:
+    """The signatures whose wording `text` has, in order."""
+    return tuple(s for s in SIGNATURES if s.text.search(text))
+
+
 def match_signature(text: str, enhanced: str | None, mx_host: str) -> Signature | None:
-    return next((s for s in SIGNATURES if s.matches(text, enhanced, mx_host)), None)
+    return next((s for s in _worded(text) if s.confirmed(text, enhanced, mx_host)), None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Generic, Protocol, TypeVar
@@ -56,7 +56,10 @@ class AddressAnswer:
 class Resolver(Protocol):
     async def mx(self, domain: str) -> MxAnswer: ...
 
-    async def addresses(self, host: str) -> AddressAnswer: ...
+    async def addresses_of(self, hosts: Sequence[str]) -> list[AddressAnswer]:
+        """Each host's addresses, in order; the lookups not answered from the cache run
+        side by side."""
+        ...
 
 
 Answer = TypeVar("Answer", MxAnswer, AddressAnswer)
@@ -83,11 +86,13 @@ class TtlCache(Generic[Answer]):
             return now + answer.ttl
         return now + min(answer.ttl, self._negative_ttl)
 
+    def cached(self, key: str) -> Answer | None:
+        return self._entries.get(key) if self._entries is not None else None
+
     async def get(self, key: str, lookup: Callable[[], Awaitable[Answer]]) -> Answer:
-        if self._entries is not None:
-            cached = self._entries.get(key)
-            if cached is not None:
-                return cached
+        cached = self.cached(key)
+        if cached is not None:
+            return cached
         pending = self._inflight.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -159,6 +164,22 @@ class DnspythonResolver:
 
     async def addresses(self, host: str) -> AddressAnswer:
         return await self._address_cache.get(host, lambda: self._query_addresses(host))
+
+    async def addresses_of(self, hosts: Sequence[str]) -> list[AddressAnswer]:
+        """A task per lookup only for hosts the cache cannot answer (nearly every callout
+        finds its MX hosts' addresses there)."""
+        found: dict[str, AddressAnswer] = {}
+        for host in hosts:
+            cached = self._address_cache.cached(host)
+            if cached is not None:
+                found[host] = cached
+        missing = [host for host in dict.fromkeys(hosts) if host not in found]
+        if len(missing) == 1:
+            found[missing[0]] = await self.addresses(missing[0])
+        elif missing:
+            answers = await asyncio.gather(*(self.addresses(host) for host in missing))
+            found.update(zip(missing, answers, strict=True))
+        return [found[host] for host in hosts]
 
     async def _query(
         self, name: str, rdtype: str

@@ -6,13 +6,12 @@ kept, whether a transient verdict may replace a definite one, and what a lookup 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 
 from cbv.address import Address
 from cbv.cache.backend import CacheBackend, Clock
 from cbv.cache.records import CachedVerdict, Fact, Lifetimes, keeps_previous
-from cbv.callout.runner import DomainKnowledge
+from cbv.callout.runner import NOTHING_KNOWN, DomainKnowledge
 from cbv.config import CacheConfig
 from cbv.engine.observer import VerifierObserver
 from cbv.model import Result, Verdict
@@ -72,14 +71,20 @@ class VerdictStore:
 
     async def known(self, domain: str) -> DomainKnowledge:
         facts = await self.cache.facts(domain)
+        if not facts:
+            return NOTHING_KNOWN
         return DomainKnowledge(**{name: fact.value for name, fact in facts.items()
                                   if name in self._fact_lifetimes})
 
     async def learn(self, domain: str, learned: DomainKnowledge) -> None:
+        """Field by field: most callouts learn nothing new, and `dataclasses.asdict` costs
+        a deep copy per call."""
+        if learned == NOTHING_KNOWN:
+            return
         now = self._clock()
         facts: dict[str, Fact] = {}
-        for name, value in dataclasses.asdict(learned).items():
-            lifetime = self._fact_lifetimes[name]
+        for name, lifetime in self._fact_lifetimes.items():
+            value = getattr(learned, name)
             if value is not None and lifetime > 0:
                 facts[name] = Fact(value, now + lifetime)
         if facts:
