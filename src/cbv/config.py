@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import socket
-import tomllib
 import urllib.parse
 from pathlib import Path
 from string import Formatter
@@ -23,6 +21,10 @@ from pydantic import (
 
 from cbv.address import AddressError, parse_domain
 from cbv.cache_location import CacheKind, CacheLocation, parse_cache_location
+from cbv.config_file import DEFAULT_CONFIG_PATH as DEFAULT_CONFIG_PATH  # re-exported
+from cbv.config_file import ConfigError as ConfigError
+from cbv.config_file import config_source as config_source
+from cbv.config_file import read_config_file
 from cbv.egress.settings import (
     EgressConfig,
     check_egresses,
@@ -31,12 +33,7 @@ from cbv.egress.settings import (
 )
 from cbv.endpoint import Endpoint, parse_endpoint, split_host_port
 
-DEFAULT_CONFIG_PATH = Path("/etc/cbv/cbv.toml")
 QUEUE_KINDS = (CacheKind.REDIS, CacheKind.REDIS_CLUSTER, CacheKind.SQLITE)
-
-
-class ConfigError(Exception):
-    """A configuration problem, worded for the one-line message a user sees."""
 
 
 class _Section(BaseModel):
@@ -894,27 +891,9 @@ def config_from_dict(data: dict[str, Any], source: str = "config") -> Config:
     return config
 
 
-def config_source(path: str | Path | None = None) -> Path | None:
-    """The file `load_config(path)` reads: --config, else $CBV_CONFIG, else
-    /etc/cbv/cbv.toml if present; None for the built-in defaults."""
-    chosen = path or os.environ.get("CBV_CONFIG") or None
-    if chosen is not None:
-        return Path(chosen)
-    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None
-
-
 def load_config(path: str | Path | None = None) -> Config:
     """--config, else $CBV_CONFIG, else /etc/cbv/cbv.toml if present, else defaults."""
     chosen = config_source(path)
     if chosen is None:
         return Config()
-    source = str(chosen)
-    try:
-        data = tomllib.loads(Path(chosen).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{source}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{source}: cannot read: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: invalid TOML: {exc}") from None
-    return config_from_dict(data, source)
+    return config_from_dict(read_config_file(chosen), str(chosen))

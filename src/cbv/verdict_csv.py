@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from cbv.model import Verdict
+if TYPE_CHECKING:  # csv_line serves the CLI's syntax-only verdicts, which import no pydantic
+    from cbv.model import Verdict
 
 CSV_COLUMNS = [
     "address", "result", "reason", "catch_all", "mx", "ip", "port", "stage",

@@ -3,7 +3,7 @@
 The engine, the config models and rich are imported when the command runs, not when
 `cbv` starts: `cbv verify --help` and a syntax-only verdict stay quick for scripts that
 call cbv once per address. Addresses that fail the syntax check get their verdict without
-the engine being built at all.
+the engine being built at all, and without pydantic when the configuration sets nothing.
 """
 
 from __future__ import annotations
@@ -11,15 +11,19 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, TextIO, TypeVar
 
 import click
 
 from cbv.cli.inputs import InputError, decode_text, read_addresses
 
 if TYPE_CHECKING:
+    from rich.text import Text
+
     from cbv.config import Config
     from cbv.model import Verdict
+
+Shown = TypeVar("Shown")
 
 OUTPUT_FORMATS = ("text", "json", "csv")
 
@@ -30,11 +34,27 @@ def fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
-def load_or_fail(path: Path | None) -> Config:
-    from cbv.config import ConfigError, load_config
+def load_or_fail(path: Path | None) -> Config | None:
+    """The configuration, validated now, so that a broken file is reported whatever the
+    addresses; None when it sets nothing (no file, or only comments): the built-in defaults,
+    built only if an address needs the engine, so a syntax-only verdict imports no pydantic."""
+    from cbv.config_file import ConfigError, config_source, read_config_file
+
+    source = config_source(path)
+    if source is None:
+        return None
+    try:
+        data = read_config_file(source)
+    except ConfigError as exc:
+        fail(str(exc))
+    return validated_or_fail(data, str(source)) if data else None
+
+
+def validated_or_fail(data: dict[str, Any], source: str) -> Config:
+    from cbv.config import ConfigError, config_from_dict
 
     try:
-        return load_config(path)
+        return config_from_dict(data, source)
     except ConfigError as exc:
         fail(str(exc))
 
@@ -45,34 +65,20 @@ def output_format(as_json: bool, output: str | None, resume: bool) -> str:
     return output or ("json" if as_json or resume else "text")
 
 
-def _formatter(output: str) -> Callable[[Verdict], None]:
+def _formatter(output: str, to_json: Callable[[Shown], str], to_csv: Callable[[Shown], str],
+               to_text: Callable[[Shown], Text]) -> Callable[[Shown], None]:
+    """Printing in `output` format: of Verdicts, or of cbv.cli.syntax_only's stand-ins."""
     from cbv.cli import render
 
     if output == "json":
-        return lambda verdict: click.echo(render.to_json(verdict))
+        return lambda shown: click.echo(to_json(shown))
     if output == "csv":
         click.echo(render.csv_header())
-        return lambda verdict: click.echo(render.to_csv(verdict))
+        return lambda shown: click.echo(to_csv(shown))
     from rich.console import Console
 
     console = Console(highlight=False)
-    return lambda verdict: console.print(render.to_text(verdict), soft_wrap=True)
-
-
-def syntax_verdicts(addresses: list[str]) -> list[Verdict] | None:
-    """Every address's verdict when none of them passes the syntax check; else None."""
-    from cbv.address import AddressError, parse_address
-    from cbv.engine.syntax import syntax_verdict
-
-    verdicts = []
-    for raw in addresses:
-        try:
-            parse_address(raw)
-        except AddressError as exc:
-            verdicts.append(syntax_verdict(raw, exc))
-        else:
-            return None
-    return verdicts
+    return lambda shown: console.print(to_text(shown), soft_wrap=True)
 
 
 async def _verify_all(
@@ -161,12 +167,17 @@ def verify(
     if not items:
         fail("no addresses given (pass them as arguments or with --file)")
     if resume_path is None:
-        emit = _formatter(fmt)
-        known = syntax_verdicts(items)
-        if known is not None:
-            for verdict in known:
-                emit(verdict)
+        from cbv.cli import render
+        from cbv.cli.syntax_only import SyntaxFailure, syntax_failures
+
+        failures = syntax_failures(items)
+        if failures is not None:
+            show = _formatter(fmt, SyntaxFailure.to_json, SyntaxFailure.to_csv,
+                              SyntaxFailure.to_text)
+            for failure in failures:
+                show(failure)
             return
+        emit = _formatter(fmt, render.to_json, render.to_csv, render.to_text)
         _run_verify(config, items, transcript, emit, use_cache=not no_cache)
         return
     if fmt == "text":
@@ -198,12 +209,15 @@ def _appender(output: str, out: TextIO, fresh: bool) -> Callable[[Verdict], None
     return append
 
 
-def _run_verify(config: Config, items: list[str], transcript: bool,
+def _run_verify(config: Config | None, items: list[str], transcript: bool,
                 emit: Callable[[Verdict], None], use_cache: bool) -> None:
+    """Verify with `config`, or with the built-in defaults when it is None."""
     import asyncio
 
     from cbv.config import ConfigError
 
+    if config is None:
+        config = validated_or_fail({}, "built-in defaults")
     try:
         asyncio.run(_verify_all(config, items, transcript, emit, use_cache=use_cache))
     except ConfigError as exc:
