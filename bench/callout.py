@@ -180,7 +180,7 @@ def _prepare(scale: Scale) -> list[Item]:
 
 def _measured(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Wall and CPU time of `run`, the share of it spent collecting garbage, and peak RSS."""
-    in_gc = [0.0, 0.0]  # started at, total
+    in_gc = [0.0, 0.0, 0.0]  # started at, total, longest
 
     def on_gc(phase: str, info: dict[str, int]) -> None:
         now = time.perf_counter()
@@ -188,6 +188,7 @@ def _measured(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
             in_gc[0] = now
         else:
             in_gc[1] += now - in_gc[0]
+            in_gc[2] = max(in_gc[2], now - in_gc[0])
 
     gc.callbacks.append(on_gc)
     cpu, busy, started = cpu_seconds(), machine_busy_seconds(), time.perf_counter()
@@ -199,6 +200,7 @@ def _measured(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     result["cpu"] = cpu_seconds() - cpu
     result["machine_busy"] = machine_busy_seconds() - busy
     result["gc"] = in_gc[1]
+    result["longest_gc"] = in_gc[2]
     result["peak_rss_mb"] = status_mb("VmHWM")
     return result
 

@@ -156,7 +156,7 @@ async def test_every_connector_refuses_a_forbidden_target_itself(dials: Dials, i
     """Defence in depth: even a path that skipped the plan cannot dial."""
     connector = FilteredConnector(DirectConnector(), TargetPolicy(["127.0.0.0/8"]))
     with pytest.raises(ForbiddenTarget, match="forbidden network"):
-        await connector.connect(Target("mx.victim.test", ip, 25), DIRECT)
+        await connector.connect(Target("mx.victim.test", ip, 25), DIRECT, asyncio.Protocol())
     assert dials.attempts == []
 
 

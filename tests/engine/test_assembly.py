@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import pytest
 
 from cbv.address import Address, parse_address
 from cbv.cache.memory import MemoryBackend
-from cbv.callout.connector import DirectConnector, Stream
+from cbv.callout.connector import DirectConnector
 from cbv.callout.plan import Target
 from cbv.egress.table import Egress
 from cbv.engine.assembly import assemble
@@ -29,13 +30,13 @@ class RecordingConnector:
     def __init__(self) -> None:
         self.dialled: list[tuple[Target, Egress]] = []
 
-    async def connect(self, target: Target, egress: Egress) -> Stream:
+    async def connect(self, target: Target, egress: Egress, protocol: asyncio.Protocol) -> None:
         self.dialled.append((target, egress))
-        return await DirectConnector().connect(target, egress)
+        await DirectConnector().connect(target, egress, protocol)
 
 
 class RefusingConnector:
-    async def connect(self, target: Target, egress: Egress) -> Stream:
+    async def connect(self, target: Target, egress: Egress, protocol: asyncio.Protocol) -> None:
         raise ConnectionRefusedError(111, "refused by the test connector")
 
 

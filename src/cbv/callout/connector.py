@@ -1,8 +1,8 @@
 """How a callout's TCP connection to a mail exchanger is made: the seam egress plugs into.
 
-The session never opens a socket itself; it asks a `Connector` for a stream to a
-`Target` (an address the target filter already approved) through an `Egress` (where
-the connection leaves this host from). Proxies and source-address pools are further
+The session never opens a socket itself; it asks a `Connector` to connect its asyncio
+`Protocol` to a `Target` (an address the target filter already approved) through an
+`Egress` (where the connection leaves this host from). Proxies and source-address pools are further
 connectors and egress fields, not changes to the session.
 """
 
@@ -16,9 +16,6 @@ from cbv.callout.plan import Target
 from cbv.egress.settings import DEFAULT_EGRESS
 from cbv.egress.table import Egress
 
-Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-
-
 DIRECT = Egress(DEFAULT_EGRESS, helo_name="localhost")  # the system's choice of address
 
 
@@ -30,19 +27,22 @@ class EgressFailed(Exception):
 
 
 class Connector(Protocol):
-    async def connect(self, target: Target, egress: Egress) -> Stream:
-        """A stream to `target.ip`:`target.port` through `egress`. Raises OSError when
-        the connection cannot be made; the caller bounds the time it may take."""
+    async def connect(self, target: Target, egress: Egress, protocol: asyncio.Protocol) -> None:
+        """Connect `protocol` to `target.ip`:`target.port` through `egress`: on return its
+        `connection_made` has run, and every byte from the target goes to it. Raises
+        OSError when the connection cannot be made; the caller bounds the time it may
+        take."""
         ...
 
 
 class DirectConnector:
     """A plain TCP connection from this host, bound to the egress's source address."""
 
-    async def connect(self, target: Target, egress: Egress) -> Stream:
+    async def connect(self, target: Target, egress: Egress, protocol: asyncio.Protocol) -> None:
         source = egress.source_for(target.ip)
         local = (source, 0) if source else None
-        return await asyncio.open_connection(target.ip, target.port, local_addr=local)
+        await asyncio.get_running_loop().create_connection(
+            lambda: protocol, target.ip, target.port, local_addr=local)
 
 
 class ForbiddenTarget(ConnectionRefusedError):
@@ -58,8 +58,8 @@ class FilteredConnector:
         self._inner = inner
         self._policy = policy
 
-    async def connect(self, target: Target, egress: Egress) -> Stream:
+    async def connect(self, target: Target, egress: Egress, protocol: asyncio.Protocol) -> None:
         why = self._policy.why_forbidden(target.ip)
         if why is not None:
             raise ForbiddenTarget(f"{target.ip} is in a forbidden network: {why}")
-        return await self._inner.connect(target, egress)
+        await self._inner.connect(target, egress, protocol)

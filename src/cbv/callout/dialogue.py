@@ -111,7 +111,7 @@ class SessionSettings:
     one_recipient_per_transaction: bool = False  # known: the probe needs its own transaction
 
 
-@dataclass
+@dataclass(slots=True)
 class Dialogue:
     settings: SessionSettings
     addresses: Sequence[Address]

@@ -16,6 +16,7 @@ from cbv.callout.admission import AdmitEveryone, HostAdmission, answered, refusa
 from cbv.callout.connector import Connector, EgressFailed, FilteredConnector
 from cbv.callout.dialogue import ConnectionLost, Dialogue, Outcome, SessionSettings
 from cbv.callout.networks import TargetPolicy
+from cbv.callout.pacer import TurnPacer
 from cbv.callout.plan import Planner, Target
 from cbv.callout.refusals import refuses_the_egress
 from cbv.callout.session import Route, SessionOptions, TlsHandshakeFailed, run_session
@@ -26,6 +27,10 @@ from cbv.egress.pool import EgressPool, NoEgress
 from cbv.egress.table import Egress
 from cbv.model import Reason, SmtpReply, Stage, TranscriptLine, Verdict, utcnow
 from cbv.protocol.smtp import Reply
+
+# Callouts that may go on (connect, or read a reply and answer it) in one event-loop turn:
+# a wave of 10,000 resumed at once would hold the loop for seconds (callout/pacer.py).
+CALLOUTS_PER_TURN = 100
 
 
 def proxy_handshake_timeout(config: CalloutConfig) -> float:
@@ -135,7 +140,7 @@ class _Decided:
     target: Target | None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Sessions:
     """What the sessions of one callout decided, and what they showed about the domain."""
 
@@ -180,12 +185,14 @@ class CalloutRunner:
         self._admission: HostAdmission = admission or AdmitEveryone()
         policy = TargetPolicy(config.security.allowed_target_networks)
         self._planner = Planner(callout, resolver, policy)
+        self._pacer = TurnPacer(CALLOUTS_PER_TURN)
         self._senders = sender_sequence(callout)
         self._options = SessionOptions(
             connect_timeout=callout.connect_timeout,
             command_timeout=callout.command_timeout,
             max_reply_bytes=callout.max_reply_bytes,
             tls_context=opportunistic_tls_context() if callout.starttls != "never" else None,
+            pacer=self._pacer,
         )
         self._connector = FilteredConnector(
             connector or EgressConnector(proxy_handshake_timeout(callout)), policy)
@@ -216,6 +223,9 @@ class CalloutRunner:
         first = addresses[0]
         domain = self.mx_domain(first)
         plan = await self._planner.plan(domain, first.literal_ip)
+        turn = self._pacer.admit()  # a wave of DNS answers connects over several turns
+        if turn is not None:
+            await turn
         if plan.failure is not None:
             sessions = _Sessions({a: _Decided(plan.failure, None) for a in addresses})
         else:
@@ -270,9 +280,9 @@ class CalloutRunner:
         last_failure = _Decided(
             Outcome(Reason.TIMEOUT, Stage.CONNECT, detail="callout budget exhausted"), None
         )
-        hosts = {target.host for target in targets}
+        hosts = tuple({target.host: None for target in targets})
         egress = await self._egresses.choose(domain, hosts)
-        failed_egresses: set[str] = set()
+        failed_egresses: list[str] = []  # rarely any: a list is the smallest to keep
         index = 0
         use_tls = self._options.tls_context is not None
         while pending and index < len(targets) and time.monotonic() < deadline:
@@ -301,7 +311,7 @@ class CalloutRunner:
                         continue
                     except EgressFailed as exc:
                         self._egresses.failed(egress, str(exc))
-                        failed_egresses.add(egress.name)
+                        failed_egresses.append(egress.name)
                         egress = await self._egresses.choose(domain, hosts, failed_egresses)
                         if isinstance(egress, NoEgress):
                             egress = NoEgress(f"{exc}; {egress.detail}")

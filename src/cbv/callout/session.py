@@ -2,30 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 import time
 from dataclasses import dataclass
 
-from cbv.callout.connector import Connector, EgressFailed, Stream
+from cbv.callout.client_protocol import SmtpClientProtocol
+from cbv.callout.connector import Connector, EgressFailed
 from cbv.callout.dialogue import (
-    Action,
     ConnectionLost,
     Dialogue,
     Quit,
     Send,
     StartTLS,
-    Steps,
     lose_connection,
 )
+from cbv.callout.pacer import TurnPacer
 from cbv.callout.plan import Target
 from cbv.callout.stage_timer import StageTimer
 from cbv.egress.table import Egress
 from cbv.model import Reason, Stage, TranscriptLine
-from cbv.protocol.smtp import Reply, ReplyError, ReplyParser, encode_command
+from cbv.protocol.smtp import Reply, ReplyError, encode_command
 
-READ_CHUNK = 16_384
 QUIT_WAIT = 1.0
+QUIT = encode_command("QUIT")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +33,7 @@ class SessionOptions:
     command_timeout: float
     max_reply_bytes: int
     tls_context: ssl.SSLContext | None
+    pacer: TurnPacer | None = None  # spreads waves of replies over event-loop turns
 
 
 class TlsHandshakeFailed(Exception):
@@ -41,98 +41,28 @@ class TlsHandshakeFailed(Exception):
 
 
 class _Transcript:
-    def __init__(self, lines: list[TranscriptLine] | None, host: str, started: float) -> None:
+    """The session's lines, for callouts that asked for a transcript."""
+
+    __slots__ = ("_host", "_lines", "_started")
+
+    def __init__(self, lines: list[TranscriptLine], target: Target) -> None:
         self._lines = lines
-        self._host = host
-        self._started = started
+        self._host = f"{target.host}[{target.ip}]:{target.port}"
+        self._started = time.monotonic()
 
     def add(self, direction: str, text: str) -> None:
-        if self._lines is not None:
-            at_ms = round((time.monotonic() - self._started) * 1000, 3)
-            self._lines.append(TranscriptLine(host=self._host, direction=direction, line=text,
-                                              at_ms=at_ms))
+        at_ms = round((time.monotonic() - self._started) * 1000, 3)
+        self._lines.append(TranscriptLine(host=self._host, direction=direction, line=text,
+                                          at_ms=at_ms))
 
     def sent(self, data: bytes) -> None:
-        if self._lines is not None:
-            for line in data.decode("utf-8", "replace").splitlines():
-                self.add("C", line)
+        for line in data.decode("utf-8", "replace").splitlines():
+            self.add("C", line)
 
     def received(self, reply: Reply) -> None:
-        if self._lines is not None:
-            last = len(reply.lines) - 1
-            for i, line in enumerate(reply.lines):
-                self.add("S", f"{reply.code}{' ' if i == last else '-'}{line}")
-
-
-class _Connection:
-    """One TCP connection with the reply parser and the callout's deadline."""
-
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        options: SessionOptions,
-        deadline: float,
-        transcript: _Transcript,
-    ) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.options = options
-        self.deadline = deadline
-        self.transcript = transcript
-        self.parser = ReplyParser(max_reply_bytes=options.max_reply_bytes)
-        self.ready: list[Reply] = []
-        self.timer = StageTimer()
-
-    def budget(self, stage_timeout: float) -> float:
-        return max(0.0, min(stage_timeout, self.deadline - time.monotonic()))
-
-    async def read_reply(self) -> Reply:
-        if not self.ready:  # replies to pipelined commands often come together: no wait
-            with self.timer.stage(self.budget(self.options.command_timeout)):
-                await self._receive()
-        return self._take_reply()
-
-    async def _receive(self) -> None:
-        while not self.ready:
-            data = await self.reader.read(READ_CHUNK)
-            if not data:
-                raise ConnectionResetError("connection closed by the server")
-            self.ready.extend(self.parser.feed(data))
-
-    def _take_reply(self) -> Reply:
-        reply = self.ready.pop(0)
-        self.transcript.received(reply)
-        return reply
-
-    def write(self, data: bytes) -> None:
-        self.transcript.sent(data)
-        self.writer.write(data)
-
-    async def start_tls(self) -> None:
-        if self.ready or self.parser.pending:
-            # Plain text that arrived after "220 ready" would be read as if it came
-            # through TLS (CVE-2011-0411 style injection): refuse the upgrade.
-            raise TlsHandshakeFailed("data after the STARTTLS reply")
-        assert self.options.tls_context is not None
-        try:
-            await self.writer.start_tls(
-                self.options.tls_context,
-                ssl_handshake_timeout=self.budget(self.options.command_timeout) or 0.001,
-            )
-        except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
-            raise TlsHandshakeFailed(str(exc) or type(exc).__name__) from None
-        self.transcript.add("*", "TLS established")
-
-    async def quit(self) -> None:
-        try:
-            self.write(encode_command("QUIT"))
-            with self.timer.stage(min(QUIT_WAIT, self.budget(QUIT_WAIT))):
-                await self.writer.drain()
-                await self._receive()
-            self._take_reply()
-        except (TimeoutError, OSError, ConnectionError, ReplyError):
-            pass
+        last = len(reply.lines) - 1
+        for i, line in enumerate(reply.lines):
+            self.add("S", f"{reply.code}{' ' if i == last else '-'}{line}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,12 +73,8 @@ class Route:
     egress: Egress
 
 
-async def _connect(
-    target: Target, route: Route, options: SessionOptions, deadline: float
-) -> Stream:
-    timeout = max(0.0, min(options.connect_timeout, deadline - time.monotonic()))
-    async with asyncio.timeout(timeout):
-        return await route.connector.connect(target, route.egress)
+def _budget(stage_timeout: float, deadline: float) -> float:
+    return max(0.0, min(stage_timeout, deadline - time.monotonic()))
 
 
 async def run_session(
@@ -162,71 +88,130 @@ async def run_session(
     """Run `dialogue` against `target` through `route`; failures are reported into the
     dialogue.
 
+    One coroutine frame for the whole session, suspended on one future at a time (a
+    callout in flight costs memory per frame and per object it keeps).
+
     Raises TlsHandshakeFailed so the caller can retry the host without STARTTLS, and
     EgressFailed so it can retry through the next egress.
     """
-    log = _Transcript(transcript, f"{target.host}[{target.ip}]:{target.port}", time.monotonic())
-    log.add("*", f"connecting through egress {route.egress}")
+    log = _Transcript(transcript, target) if transcript is not None else None
+    if log:
+        log.add("*", f"connecting through egress {route.egress}")
     steps = dialogue.steps()
-    try:
-        banner = next(steps)  # read once connected
-        try:
-            reader, writer = await _connect(target, route, options, deadline)
-        except EgressFailed as exc:
-            log.add("*", str(exc))
-            raise
-        except TimeoutError:
-            log.add("*", "connect timed out")
-            lost = ConnectionLost(Stage.CONNECT, Reason.TIMEOUT, "connect timed out")
-        except OSError as exc:
-            detail = exc.strerror or str(exc)
-            log.add("*", f"connect failed: {detail}")
-            lost = ConnectionLost(Stage.CONNECT, Reason.CONNECTION_FAILED, detail)
-        else:
-            await _converse(steps, banner, _Connection(reader, writer, options, deadline, log))
-            return
-        lose_connection(steps, lost)
-    finally:
-        steps.close()
-
-
-async def _converse(steps: Steps, action: Action, connection: _Connection) -> None:
-    """Carry out the dialogue's actions until it quits or the connection is lost."""
-    log = connection.transcript
-    stage = Stage.BANNER
+    timer = StageTimer()
+    connection = SmtpClientProtocol(options.max_reply_bytes, options.pacer)
+    stage = Stage.CONNECT
     graceful = False
     try:
+        action = next(steps)  # the banner, read once connected
+        lost = await _connect(target, route, connection, timer,
+                              _budget(options.connect_timeout, deadline), log)
+        if lost is not None:
+            lose_connection(steps, lost)
+            return
+        stage = Stage.BANNER
         while not isinstance(action, Quit):
             if isinstance(action, StartTLS):
-                await connection.start_tls()
+                await _start_tls(connection, options, deadline, log)
                 action = steps.send([])
                 continue
             assert isinstance(action, Send)
+            commands = action.commands
             stage = action.stage
-            if action.commands:
-                connection.write(b"".join(c.line for c in action.commands))
+            if commands:
+                data = b"".join(c.line for c in commands)
+                if log:
+                    log.sent(data)
+                connection.write(data)
             replies: list[Reply] = []
-            for command in action.commands or (None,):
-                stage = command.stage if command is not None else action.stage
-                replies.append(await connection.read_reply())
+            for command in commands or (None,):
+                if command is not None:
+                    stage = command.stage
+                if not connection.has_reply:
+                    with timer.stage(_budget(options.command_timeout, deadline)):
+                        await connection.arrival()
+                reply = connection.take()
+                if log:
+                    log.received(reply)
+                replies.append(reply)
             action = steps.send(replies)
-        await connection.quit()
+        await _quit(connection, timer, deadline, log)
         graceful = True
     except TimeoutError:
-        log.add("*", f"timeout at {stage}")
+        if log:
+            log.add("*", f"timeout at {stage}")
         lose_connection(steps, ConnectionLost(
             stage, Reason.TIMEOUT, f"no reply at {stage} within the timeout"))
     except ReplyError as exc:
-        log.add("*", f"protocol error: {exc}")
+        if log:
+            log.add("*", f"protocol error: {exc}")
         lose_connection(steps, ConnectionLost(
             stage, Reason.TEMPFAIL, f"protocol error at {stage}: {exc}"))
     except (OSError, ConnectionError) as exc:
-        log.add("*", f"connection lost at {stage}: {exc}")
+        if log:
+            log.add("*", f"connection lost at {stage}: {exc}")
         lose_connection(steps, ConnectionLost(
             stage, Reason.CONNECTION_FAILED, f"connection lost at {stage}: {exc}"))
     finally:
-        connection.timer.close()
+        timer.close()
+        steps.close()
         if graceful:
-            connection.writer.close()
+            connection.close()
         else:
-            connection.writer.transport.abort()
+            connection.abort()
+
+
+async def _connect(target: Target, route: Route, connection: SmtpClientProtocol,
+                   timer: StageTimer, seconds: float, log: _Transcript | None
+                   ) -> ConnectionLost | None:
+    """Connects `connection`; what the dialogue is told when that fails (EgressFailed
+    goes up to the runner)."""
+    try:
+        with timer.stage(seconds):
+            await route.connector.connect(target, route.egress, connection)
+    except EgressFailed as exc:
+        if log:
+            log.add("*", str(exc))
+        raise
+    except TimeoutError:
+        if log:
+            log.add("*", "connect timed out")
+        return ConnectionLost(Stage.CONNECT, Reason.TIMEOUT, "connect timed out")
+    except OSError as exc:
+        detail = exc.strerror or str(exc)
+        if log:
+            log.add("*", f"connect failed: {detail}")
+        return ConnectionLost(Stage.CONNECT, Reason.CONNECTION_FAILED, detail)
+    return None
+
+
+async def _start_tls(connection: SmtpClientProtocol, options: SessionOptions, deadline: float,
+                     log: _Transcript | None) -> None:
+    if connection.pending:
+        # Plain text that arrived after "220 ready" would be read as if it came
+        # through TLS (CVE-2011-0411 style injection): refuse the upgrade.
+        raise TlsHandshakeFailed("data after the STARTTLS reply")
+    assert options.tls_context is not None
+    try:
+        await connection.start_tls(
+            options.tls_context, _budget(options.command_timeout, deadline) or 0.001)
+    except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
+        raise TlsHandshakeFailed(str(exc) or type(exc).__name__) from None
+    if log:
+        log.add("*", "TLS established")
+
+
+async def _quit(connection: SmtpClientProtocol, timer: StageTimer, deadline: float,
+                log: _Transcript | None) -> None:
+    try:
+        if log:
+            log.sent(QUIT)
+        connection.write(QUIT)
+        if not connection.has_reply:
+            with timer.stage(min(QUIT_WAIT, _budget(QUIT_WAIT, deadline))):
+                await connection.arrival()
+        reply = connection.take()
+        if log:
+            log.received(reply)
+    except (TimeoutError, OSError, ConnectionError, ReplyError):
+        pass

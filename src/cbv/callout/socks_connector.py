@@ -5,10 +5,76 @@ from __future__ import annotations
 
 import asyncio
 
-from cbv.callout.connector import Connector, DirectConnector, EgressFailed, Stream
+from cbv.callout.connector import Connector, DirectConnector, EgressFailed
 from cbv.callout.plan import Target
 from cbv.egress.table import Egress
 from cbv.protocol.socks5 import ProxyFailed, Socks5Handshake, TargetUnreachable
+
+
+class _Negotiation(asyncio.Protocol):
+    """Speaks the handshake on a new connection to the proxy, then hands the connection
+    (and any bytes that came after the proxy's last reply) to the session's protocol."""
+
+    def __init__(self, handshake: Socks5Handshake, session: asyncio.Protocol) -> None:
+        loop = asyncio.get_running_loop()
+        self.authenticated: asyncio.Future[None] = loop.create_future()  # the CONNECT is out
+        self.tunnelled: asyncio.Future[None] = loop.create_future()
+        self._handshake = handshake
+        self._session = session
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport
+        self._send()
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnelled.done():
+            return
+        handshake = self._handshake
+        try:
+            while data and not handshake.done:
+                needed = handshake.needed()
+                handshake.feed(data[:needed])
+                data = data[needed:]
+                self._send()
+        except (ProxyFailed, TargetUnreachable) as exc:
+            self._fail(exc)
+            return
+        if handshake.done:
+            self._hand_over(data)
+
+    def eof_received(self) -> None:
+        self._fail(ConnectionResetError("the proxy hung up"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(exc or ConnectionResetError("the proxy hung up"))
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _send(self) -> None:
+        outgoing = self._handshake.data_to_send()
+        if outgoing and self._transport is not None:
+            self._transport.write(outgoing)
+        if self._handshake.connect_sent and not self.authenticated.done():
+            self.authenticated.set_result(None)
+
+    def _hand_over(self, surplus: bytes) -> None:
+        transport = self._transport
+        assert transport is not None
+        transport.set_protocol(self._session)
+        self._session.connection_made(transport)
+        if surplus:
+            self._session.data_received(surplus)
+        self.tunnelled.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        """The first future still awaited gets the failure (the other is never awaited)."""
+        for step in (self.authenticated, self.tunnelled):
+            if not step.done():
+                step.set_exception(exc)
+                return
 
 
 class Socks5Connector:
@@ -23,40 +89,31 @@ class Socks5Connector:
     def __init__(self, handshake_timeout: float) -> None:
         self._handshake_timeout = handshake_timeout
 
-    async def connect(self, target: Target, egress: Egress) -> Stream:
+    async def connect(self, target: Target, egress: Egress, protocol: asyncio.Protocol) -> None:
         proxy = egress.proxy
         assert proxy is not None
         handshake = Socks5Handshake(proxy, target.ip, target.port)
+        negotiation = _Negotiation(handshake, protocol)
         try:
             async with asyncio.timeout(self._handshake_timeout):
-                reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
+                await asyncio.get_running_loop().create_connection(
+                    lambda: negotiation, proxy.host, proxy.port)
         except TimeoutError:
             raise EgressFailed(f"egress {egress.name}: {proxy} did not answer in time") from None
         except OSError as exc:
             raise EgressFailed(
                 f"egress {egress.name}: cannot reach {proxy}: {exc.strerror or exc}") from None
         try:
-            await self._negotiate(handshake, reader, writer)
+            async with asyncio.timeout(self._handshake_timeout) as until_authenticated:
+                await negotiation.authenticated
+                until_authenticated.reschedule(None)  # the caller's timeout from here
+                await negotiation.tunnelled
         except BaseException as exc:
-            writer.transport.abort()
-            raise self._blame(egress, handshake, exc) from None
-        return reader, writer
-
-    async def _negotiate(self, handshake: Socks5Handshake, reader: asyncio.StreamReader,
-                         writer: asyncio.StreamWriter) -> None:
-        async with asyncio.timeout(self._handshake_timeout) as until_authenticated:
-            while not handshake.done:
-                if handshake.connect_sent:
-                    until_authenticated.reschedule(None)  # the caller's timeout from here
-                outgoing = handshake.data_to_send()
-                if outgoing:
-                    writer.write(outgoing)
-                    await writer.drain()
-                handshake.feed(await reader.readexactly(handshake.needed()))
+            negotiation.abort()
+            raise self._blame(egress, exc) from None
 
     @staticmethod
-    def _blame(egress: Egress, handshake: Socks5Handshake, exc: BaseException
-               ) -> BaseException:
+    def _blame(egress: Egress, exc: BaseException) -> BaseException:
         """The target's failure stays as it is; the proxy's becomes EgressFailed."""
         proxy = egress.proxy
         if isinstance(exc, TargetUnreachable | asyncio.CancelledError):
@@ -65,7 +122,7 @@ class Socks5Connector:
             return EgressFailed(f"egress {egress.name}: {proxy} stalled in the SOCKS5 handshake")
         if isinstance(exc, ProxyFailed):
             return EgressFailed(f"egress {egress.name}: {exc}")
-        if isinstance(exc, OSError | asyncio.IncompleteReadError):
+        if isinstance(exc, OSError):
             return EgressFailed(f"egress {egress.name}: {proxy} hung up during the SOCKS5 "
                                 "handshake")
         return exc
@@ -78,7 +135,8 @@ class EgressConnector:
         self._direct: Connector = DirectConnector()
         self._socks: Connector = Socks5Connector(handshake_timeout)
 
-    async def connect(self, target: Target, egress: Egress) -> Stream:
+    async def connect(self, target: Target, egress: Egress, protocol: asyncio.Protocol) -> None:
         if egress.proxy is None:
-            return await self._direct.connect(target, egress)
-        return await self._socks.connect(target, egress)
+            await self._direct.connect(target, egress, protocol)
+        else:
+            await self._socks.connect(target, egress, protocol)

@@ -11,6 +11,7 @@ from cbv.cache.backend import CacheError
 from cbv.cache.memory import MemoryBackend
 from cbv.cache.opening import open_cache
 from cbv.cache_location import CacheKind
+from cbv.callout.client_protocol import SmtpClientProtocol
 from cbv.callout.connector import EgressFailed
 from cbv.callout.plan import Target
 from cbv.callout.runner import sender_sequence
@@ -21,7 +22,7 @@ from cbv.doctor.lookups import DoctorDns
 from cbv.egress.table import Egress
 from cbv.engine.verifier import Verifier
 from cbv.model import Result, SmtpReply
-from cbv.protocol.smtp import Reply, ReplyError, ReplyParser
+from cbv.protocol.smtp import ReplyError
 
 GREETING_BYTES = 4096
 REFUSED_QUERY = ipaddress.ip_network("127.255.255.0/24")  # Spamhaus: "your resolver is refused"
@@ -121,11 +122,13 @@ async def greets_through(egress: Egress, dns: DoctorDns, doctor: DoctorConfig) -
     connector = EgressConnector(handshake_timeout=doctor.timeout / 2)
     try:
         async with asyncio.timeout(doctor.timeout):
-            reader, writer = await connector.connect(Target(host, ip, port), egress)
+            connection = SmtpClientProtocol(max_reply_bytes=GREETING_BYTES)
             try:
-                greeting = await _read_greeting(reader)
+                await connector.connect(Target(host, ip, port), egress, connection)
+                await connection.arrival()
+                greeting = connection.take()
             finally:
-                writer.transport.abort()
+                connection.abort()
     except EgressFailed as exc:
         return _failed(egress, check, str(exc),
                        "check the proxy's address and credentials, and that it runs")
@@ -153,17 +156,6 @@ async def _test_host_address(host: str, dns: DoctorDns, egress: Egress) -> str |
             continue
         return ip
     return None
-
-
-async def _read_greeting(reader: asyncio.StreamReader) -> Reply:
-    parser = ReplyParser(max_reply_bytes=GREETING_BYTES)
-    while True:
-        data = await reader.read(GREETING_BYTES)
-        if not data:
-            raise ConnectionResetError("closed before greeting")
-        replies = parser.feed(data)
-        if replies:
-            return replies[0]
 
 
 async def sender_accepted(config: Config, resolver: Resolver) -> Finding:

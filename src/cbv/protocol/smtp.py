@@ -83,6 +83,9 @@ def _parse_line(raw: bytes) -> tuple[int, bool, str]:
 class ReplyParser:
     """Accumulates bytes and yields whole replies; feed it any split of the stream."""
 
+    __slots__ = ("_buffer", "_code", "_error", "_lines", "_max_line", "_max_lines",
+                 "_max_reply_bytes", "_reply_bytes")
+
     def __init__(
         self,
         max_line: int = MAX_LINE,

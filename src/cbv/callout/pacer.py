@@ -1,0 +1,63 @@
+"""Spreads a burst of callouts that would all go on in one event-loop turn over several.
+
+Thousands of callouts in flight move in waves: their DNS answers come together, and a
+slow server's replies to them come together. Each resumed callout runs for a while (a
+connect is a system call that does the whole loopback handshake; a reply is parsed and
+the next commands written), so a wave of 10,000 resumed at once holds the loop for
+seconds, and every timer and DNS answer waits behind it. The pacer lets some go on per
+turn and the rest in the turns after, in order: no callout is refused or capped, the wave
+only takes turns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+
+class TurnPacer:
+    __slots__ = ("_per_turn", "_queue", "_released", "_scheduled")
+
+    def __init__(self, per_turn: int) -> None:
+        self._per_turn = per_turn
+        self._queue: deque[asyncio.Future[None]] = deque()
+        self._released = 0
+        self._scheduled = False
+
+    def wake(self, waiter: asyncio.Future[None]) -> None:
+        """Complete `waiter` in this turn if it has room, else in a later one."""
+        if self._released < self._per_turn and not self._queue:
+            self._released += 1
+            if not waiter.done():
+                waiter.set_result(None)
+        else:
+            self._queue.append(waiter)
+        self._schedule()
+
+    def admit(self) -> asyncio.Future[None] | None:
+        """None when this turn has room; otherwise a future to await, done in a later turn."""
+        if self._released < self._per_turn and not self._queue:
+            self._released += 1
+            self._schedule()
+            return None
+        waiter = asyncio.get_running_loop().create_future()
+        self._queue.append(waiter)
+        self._schedule()
+        return waiter
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._next_turn)
+
+    def _next_turn(self) -> None:
+        self._scheduled = False
+        self._released = 0
+        queue = self._queue
+        while queue and self._released < self._per_turn:
+            waiter = queue.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                self._released += 1
+        if self._released:
+            self._schedule()
