@@ -1,7 +1,7 @@
 """A fleet of real `cbv serve` job workers on loopback, for the job tests and `bench jobs`.
 
 The world is big and cheap: a FakeDNS in a process of its own publishing `domains` domains,
-each with one MX among `hosts` farm addresses (127.0.2.x), and the bench's fast MX farm
+each with one MX among `hosts` farm hosts, and the bench's fast MX farm
 (its own process; an address exists when its local part is "u", digits, the last even).
 Workers are `cbv serve` processes with only the HTTP listener, sharing one job queue (a
 Redis we started, or one SQLite file); each is stopped or killed by its own pid.
@@ -35,8 +35,15 @@ def domain_name(index: int) -> str:
     return f"d{index:05d}.jobs.test"
 
 
+def host_name(index: int) -> str:
+    """One provider per host (its own registrable domain), as unrelated domains' MX hosts are."""
+    return f"mx.farm{index}.test"
+
+
 def host_ip(index: int) -> str:
-    return f"127.0.2.{index + 1}"
+    """One /24 per host, as unrelated domains' MX hosts are: with every budget at its
+    default, the per-address one binds first (up to 250 hosts)."""
+    return f"127.0.{index + 2}.1"
 
 
 def fleet_dns_main(conn: Connection, domains: int, hosts: int, lifetime: float) -> None:
@@ -44,9 +51,9 @@ def fleet_dns_main(conn: Connection, domains: int, hosts: int, lifetime: float) 
 
     fake = FakeDNS()
     for h in range(hosts):
-        fake.add_a(f"mx{h}.farm.test", host_ip(h))
+        fake.add_a(host_name(h), host_ip(h))
     for i in range(domains):
-        fake.add_mx(domain_name(i), [(10, f"mx{i % hosts}.farm.test")])
+        fake.add_mx(domain_name(i), [(10, host_name(i % hosts))])
     fake.start()
     conn.send(("ok", {"nameserver": fake.nameserver}))
     try:
@@ -73,8 +80,8 @@ class Worker:
 
 @dataclass
 class Fleet:
-    """`queue` is a redis:// URL or a SQLite path; `limits` and `jobs` are TOML lines for
-    those tables of each worker's config."""
+    """`queue` is a redis:// URL or a SQLite path; `callout`, `limits` and `jobs` are TOML
+    lines for those tables of each worker's config."""
 
     directory: Path
     queue: str
@@ -82,6 +89,7 @@ class Fleet:
     hosts: int
     jobs: str = ""
     limits: str = ""
+    callout: str = ""
     farm_delay: float = 0.0
     workers: list[Worker] = field(default_factory=list)
     _helpers: list[Helper] = field(default_factory=list)
@@ -103,6 +111,7 @@ nameservers = ["{dns.info['nameserver']}"]
 port = {self.farm.port}
 helo_name = "{HELO}"
 detect_catch_all = false
+{self.callout}
 [security]
 allowed_target_networks = ["127.0.0.0/8"]
 [cache]
@@ -114,12 +123,6 @@ http = "127.0.0.1:0"
 [log]
 format = "json"
 [limits]
-# The farm's hosts share one loopback /24 and one provider name (farm.test), which the MX
-# hosts of unrelated domains do not: those two budgets are opened, the per-address ones stay.
-network_per_minute = 1000000
-network_burst = 100000
-provider_per_minute = 1000000
-provider_burst = 100000
 {self.limits}
 [jobs]
 enabled = true

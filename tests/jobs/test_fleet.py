@@ -1,5 +1,12 @@
 """Real `cbv serve` workers, a real redis-server or one SQLite file, the bench's MX farm:
-every address of a job gets exactly one final verdict through kill -9 and restarts."""
+every address of a job gets exactly one final verdict through kill -9 and restarts.
+
+What a killed worker held, its addresses' locks and its slots at the MX hosts, comes free
+when its lease ends: callout `total_timeout` + 2 x `max_wait` + 5 s, 45 s at the defaults,
+which the others wait out after each kill. The Redis fleets run with 10 s and 2 s (a lease
+of 19 s), still far longer than a session with the farm takes. Each host's budget (3 at
+once, then one a second) paces its domains: 10 to 20 a host, so each job runs long enough
+to be killed in the middle, not longer."""
 
 from __future__ import annotations
 
@@ -16,6 +23,8 @@ from tests.peers.redis_server import RedisProcess
 pytestmark = [pytest.mark.peers, pytest.mark.slow]
 JOB_TIMEOUT = 150.0
 FAST_RECLAIM = "lease = 2.0\nretry_delays = [1.0]\nretry_horizon = 600.0\n"
+SHORT_CALLOUT = "total_timeout = 10.0\n"
+SHORT_WAIT = "max_wait = 2.0\n"
 
 
 @pytest.fixture
@@ -36,8 +45,8 @@ def assert_exactly_once(results: list[dict[str, Any]], submitted: list[str]) -> 
 
 def test_three_workers_one_killed_mid_job_every_address_decided_once(
         redis_url: str, tmp_path: Path, fleets: list[Fleet]) -> None:
-    fleet = Fleet(tmp_path, redis_url, domains=2000, hosts=40, jobs=FAST_RECLAIM,
-                  farm_delay=0.002)
+    fleet = Fleet(tmp_path, redis_url, domains=2000, hosts=100, jobs=FAST_RECLAIM,
+                  callout=SHORT_CALLOUT, limits=SHORT_WAIT, farm_delay=0.002)
     fleets.append(fleet)
     fleet.start(3)
     submitted = addresses(2000, 10)
@@ -52,7 +61,7 @@ def test_three_workers_one_killed_mid_job_every_address_decided_once(
 def test_every_worker_killed_and_restarted_mid_job_resumes_it(
         redis_url: str, tmp_path: Path, fleets: list[Fleet]) -> None:
     fleet = Fleet(tmp_path, redis_url, domains=300, hosts=20, jobs=FAST_RECLAIM,
-                  farm_delay=0.005)
+                  callout=SHORT_CALLOUT, limits=SHORT_WAIT, farm_delay=0.005)
     fleets.append(fleet)
     fleet.start(3)
     submitted = addresses(300, 10)
@@ -68,7 +77,7 @@ def test_every_worker_killed_and_restarted_mid_job_resumes_it(
 
 
 def test_the_sqlite_queue_resumes_after_kill_9(tmp_path: Path, fleets: list[Fleet]) -> None:
-    fleet = Fleet(tmp_path, str(tmp_path / "jobs.sqlite3"), domains=500, hosts=20,
+    fleet = Fleet(tmp_path, str(tmp_path / "jobs.sqlite3"), domains=500, hosts=50,
                   farm_delay=0.005)
     fleets.append(fleet)
     fleet.start(1)
@@ -95,7 +104,7 @@ def test_workers_and_a_durable_redis_all_killed_mid_job_resume_it(
     """With Redis's append-only file on, even the queue's server may crash: what it had
     acknowledged is there again, and the settlements lost with it are made again, once."""
     fleet = Fleet(tmp_path, durable_redis.url, domains=200, hosts=20, jobs=FAST_RECLAIM,
-                  farm_delay=0.005)
+                  callout=SHORT_CALLOUT, limits=SHORT_WAIT, farm_delay=0.005)
     fleets.append(fleet)
     fleet.start(2)
     submitted = addresses(200, 10)
