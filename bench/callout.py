@@ -10,8 +10,11 @@ FakeDNS (its own process too), each measurement in a fresh process of its own:
    session per address, like the floor: the like-for-like cost of a callout), through the
    fake DNS;
 3. py3-validate-email 1.0.5 with 16 threads on a subset, on the same farm and DNS;
-4. cbv holding thousands of callouts in flight against the farm slowed to ~2 s per reply,
-   sampling VmRSS.
+4. cbv holding 10,000 callouts in flight against the farm slowed to ~2 s per reply,
+   sampling VmRSS and the event loop's lateness, counting verdicts that ended in a DNS
+   timeout.
+
+The per-address verify() row on MX domains is measured on asyncio and again on uvloop.
 
 Only loopback is ever dialled: `.test` names, the fake DNS, and a guard in every measuring
 process that refuses any name lookup the system resolver could see. py3-validate-email is
@@ -57,6 +60,7 @@ from cbv.engine.assembly import assemble
 from cbv.engine.verifier import Verifier
 from cbv.gc_tuning import tune_for_many_connections
 from cbv.model import Verdict
+from cbv.servers.event_loop import loop_factory
 
 HELO = "verifier.bench.test"
 SEED = 5321
@@ -65,11 +69,14 @@ PY3VE_THREADS = 16
 RUN_LIMIT = 300.0  # seconds any one measurement may take before it gives up
 PHASE_TIMEOUT = RUN_LIMIT + 120.0
 
-# Targets from the issue.
+# Targets from the issues (15 for the CPU per callout and the slow farm).
 MIN_FLOOR_RATIO = 0.60
 MIN_PY3VE_RATIO = 5.0
-MAX_CPU_RATIO = 2.0
+MAX_MANY_CPU_RATIO = 0.8  # verify_many's CPU per address over the floor's
+MAX_CALLOUT_CPU_RATIO = 1.5  # one verify() per address on MX domains: CPU per SMTP callout
 MAX_RSS_MB = 150.0
+MAX_KB_PER_CALLOUT = 10.0  # RSS above the baseline per callout in flight
+MAX_STALL = 0.1  # seconds the event loop may be late while callouts are in flight
 
 
 @dataclass(frozen=True)
@@ -87,7 +94,8 @@ class Scale:
         return self.domains * self.per_domain
 
 
-FULL = Scale(domains=2000, per_domain=10, hosts=20, concurrency=1000, py3ve=2000, in_flight=5000)
+FULL = Scale(domains=2000, per_domain=10, hosts=20, concurrency=1000, py3ve=2000,
+             in_flight=10_000)
 QUICK = Scale(domains=200, per_domain=10, hosts=20, concurrency=1000, py3ve=200, in_flight=1000)
 
 
@@ -303,9 +311,11 @@ def _tally(items: Sequence[Item], verdicts: Sequence[Verdict]) -> dict[str, Any]
     }
 
 
-def measure_cbv(scale: Scale, nameserver: str, port: int, mode: str) -> dict[str, Any]:
+def measure_cbv(scale: Scale, nameserver: str, port: int, mode: str,
+                loop: str = "asyncio") -> dict[str, Any]:
     """mode: "many" (verify_many), "each" (verify() per address), "each-mx" (verify() per
-    address on the MX domains only: every address one SMTP session, like the floor's)."""
+    address on the MX domains only: every address one SMTP session, like the floor's);
+    loop: "asyncio" or "uvloop"."""
     items = _prepare(scale)
     if mode == "each-mx":
         items = [item for item in items if domain_kind(item.domain) == "mx"]
@@ -322,7 +332,8 @@ def measure_cbv(scale: Scale, nameserver: str, port: int, mode: str) -> dict[str
     verdicts: list[Verdict] = []
 
     def run() -> dict[str, Any]:
-        verdicts.extend(asyncio.run(verify()))
+        with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
+            verdicts.extend(runner.run(verify()))
         return {}
 
     result = _measured(run)
@@ -366,7 +377,8 @@ def measure_slow(scale: Scale, nameserver: str, port: int) -> dict[str, Any]:
     result = _measured(run)
     result.update(_tally(items, verdicts))
     result.update(addresses=len(items), rss_baseline_mb=baseline, rss_sampled_peak_mb=max(samples),
-                  max_stall=max(stalls))
+                  max_stall=max(stalls),
+                  dns_timeouts=sum(1 for v in verdicts if "DNS timeout" in (v.detail or "")))
     return result
 
 
@@ -462,6 +474,11 @@ def run(scale: Scale, ports: Sequence[int] = (25, 0), py3ve: bool = True, rounds
         if scale.single:
             phase("cbv_single", measure_cbv, nameserver, farm.port, "each")
             phase("cbv_single_mx", measure_cbv, nameserver, farm.port, "each-mx")
+            if importlib.util.find_spec("uvloop") is not None:
+                phase("cbv_single_mx_uvloop", measure_cbv, nameserver, farm.port, "each-mx",
+                      "uvloop")
+            else:
+                results["skipped"]["cbv_single_mx_uvloop"] = "uvloop is not installed"
         reason = _py3ve_unavailable(farm.port) if py3ve and scale.py3ve else "not asked for"
         if reason is None:
             phase("py3ve", measure_py3ve, dns.info["host"], dns.info["port"])
@@ -494,6 +511,7 @@ ROWS = [
     ("cbv", "cbv verify_many"),
     ("cbv_single", "cbv verify() per address"),
     ("cbv_single_mx", "cbv verify() per address, MX domains only"),
+    ("cbv_single_mx_uvloop", "the same on uvloop"),
     ("py3ve", f"py3-validate-email, {PY3VE_THREADS} threads"),
     ("slow", f"cbv, slow farm ({SLOW_DELAY:g} s/reply)"),
 ]
@@ -549,15 +567,37 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         rows.append((f"cbv throughput ≥ {MIN_PY3VE_RATIO:g}x py3-validate-email's",
                      "skipped: " + results["skipped"].get("py3ve", "?"), None))
     ratio = cpu_ms(cbv) / cpu_ms(floor)
-    rows.append((f"cbv CPU per callout ≤ {MAX_CPU_RATIO:g}x the floor's", f"{ratio:.2f}x",
-                 ratio <= MAX_CPU_RATIO))
+    rows.append((f"verify_many CPU per address ≤ {MAX_MANY_CPU_RATIO:g}x the floor's",
+                 f"{ratio:.2f}x", ratio <= MAX_MANY_CPU_RATIO))
+    for key, loop in (("cbv_single_mx", "asyncio"), ("cbv_single_mx_uvloop", "uvloop")):
+        if key in results:
+            ratio = cpu_ms(results[key]) / cpu_ms(floor)
+            rows.append((f"verify() per address on MX domains ({loop}): CPU per SMTP callout "
+                         f"≤ {MAX_CALLOUT_CPU_RATIO:g}x the floor's (asyncio)", f"{ratio:.2f}x",
+                         ratio <= MAX_CALLOUT_CPU_RATIO))
     if "slow" in results:
-        slow = results["slow"]
-        rss = max(slow["rss_sampled_peak_mb"], slow["peak_rss_mb"])
-        rows.append((f"{slow['addresses']:,} callouts in flight under {MAX_RSS_MB:g} MB RSS",
-                     f"{rss:.0f} MB with {slow['peak_in_flight']:,} in flight",
-                     rss < MAX_RSS_MB and slow["peak_in_flight"] >= slow["addresses"]))
+        rows.extend(_slow_targets(results["slow"]))
     return rows
+
+
+def _slow_targets(slow: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
+    """The slow farm's: RSS, RSS per callout in flight, the event loop's stalls, DNS
+    timeouts."""
+    rss = max(slow["rss_sampled_peak_mb"], slow["peak_rss_mb"])
+    held = slow["peak_in_flight"]
+    all_held = held >= slow["addresses"]
+    per_callout_kb = (rss - slow["rss_baseline_mb"]) * 1024 / max(held, 1)
+    return [
+        (f"{slow['addresses']:,} callouts in flight under {MAX_RSS_MB:g} MB RSS",
+         f"{rss:.0f} MB with {held:,} in flight", rss < MAX_RSS_MB and all_held),
+        (f"≤ {MAX_KB_PER_CALLOUT:g} KB RSS per callout in flight",
+         f"{per_callout_kb:.1f} KB ({rss - slow['rss_baseline_mb']:.0f} MB over the "
+         f"{slow['rss_baseline_mb']:.0f} MB before)", per_callout_kb <= MAX_KB_PER_CALLOUT),
+        (f"no event-loop stall over {MAX_STALL * 1000:g} ms", f"longest {slow['max_stall']:.2f} s",
+         slow["max_stall"] <= MAX_STALL),
+        ("no verdict ends in a DNS timeout", f"{slow['dns_timeouts']:,}",
+         slow["dns_timeouts"] == 0),
+    ]
 
 
 def informational(results: dict[str, Any]) -> list[str]:
@@ -565,7 +605,8 @@ def informational(results: dict[str, Any]) -> list[str]:
     notes = []
     for key, what in (("cbv_single", "cbv verify() per address"),
                       ("cbv_single_mx", "per SMTP callout (cbv verify() on MX domains only, "
-                       "one session each, like the floor)")):
+                       "one session each, like the floor)"),
+                      ("cbv_single_mx_uvloop", "the same on uvloop")):
         if key in results:
             r = results[key]
             notes.append(f"{what}: {rate(r) / rate(floor):.2f}x the floor's throughput, "
@@ -587,7 +628,9 @@ def informational(results: dict[str, Any]) -> list[str]:
         slow = results["slow"]
         notes.append(f"slow farm: VmRSS {slow['rss_baseline_mb']:.0f} MB before, sampled peak "
                      f"{slow['rss_sampled_peak_mb']:.0f} MB, VmHWM {slow['peak_rss_mb']:.0f} MB; "
-                     f"longest event-loop stall {slow['max_stall']:.2f} s")
+                     f"longest event-loop stall {slow['max_stall']:.2f} s, longest garbage "
+                     f"collection {slow['longest_gc']:.2f} s; {slow['dns_timeouts']:,} verdicts "
+                     "ended in a DNS timeout")
     return notes
 
 
