@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import TracebackType
 
 from cbv.callout.admission import Admission, Denial
 from cbv.callout.plan import Target
@@ -28,6 +28,7 @@ from cbv.model import Reason
 
 LOG = logging.getLogger("cbv.engine")
 STANDING_FRESH_FOR = 0.01  # seconds: a standing older than this is read again before dialling
+ALLOWANCES_REMEMBERED = 10_000  # targets whose budgets are kept built, not rebuilt per session
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,37 @@ def blocked_denial(target: Target, standing: Standing) -> Denial:
                   f"no callout to it until {until}")
 
 
+class _Admitting:
+    """One `DestinationGate.admit`: a class, so a callout builds no generator for it."""
+
+    __slots__ = ("_slot", "egress", "gate", "target")
+
+    def __init__(self, gate: DestinationGate, target: Target, egress: str) -> None:
+        self.gate = gate
+        self.target = target
+        self.egress = egress
+        self._slot: AbstractAsyncContextManager[bool] | None = None
+
+    async def hold(self, slot: AbstractAsyncContextManager[bool]) -> bool:
+        """Enter the host's slot pool; it is left when the admission ends."""
+        held = await slot.__aenter__()
+        self._slot = slot
+        return held
+
+    async def __aenter__(self) -> Admission:
+        try:
+            return await self.gate._enter(self)
+        except BaseException as exc:
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, traceback: TracebackType | None) -> None:
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            await slot.__aexit__(exc_type, exc, traceback)
+
+
 class DestinationGate:
     """The engine's HostAdmission."""
 
@@ -71,9 +103,15 @@ class DestinationGate:
         self._budget = limits.destinations
         self._slots = limits.hosts
         self._observer = observer
+        self._allowances: dict[Target, tuple[Allowance, ...]] = {}
 
     def allowances(self, target: Target) -> tuple[Allowance, ...]:
-        return allowances(target, self._config)
+        found = self._allowances.get(target)
+        if found is None:
+            if len(self._allowances) >= ALLOWANCES_REMEMBERED:
+                self._allowances.clear()
+            found = self._allowances[target] = allowances(target, self._config)
+        return found
 
     async def free_in(self, target: Target, egress: str = DEFAULT_EGRESS) -> float:
         """Seconds until a callout to `target` would go without waiting, nothing taken:
@@ -82,39 +120,38 @@ class DestinationGate:
         budgets = await self._budget.free_in(self.allowances(target))
         return max(budgets, standing.until - standing.now if standing.cooling else 0.0)
 
-    @asynccontextmanager
-    async def admit(self, target: Target, egress: str) -> AsyncIterator[Admission]:
+    def admit(self, target: Target, egress: str) -> _Admitting:
+        return _Admitting(self, target, egress)
+
+    async def _enter(self, admitting: _Admitting) -> _Ticket:
+        """Cooldown, then budgets, then a host slot (held by `admitting` until it exits)."""
+        target = admitting.target
         checked = time.monotonic()
-        key = cooling_key(target.ip, egress)
+        key = cooling_key(target.ip, admitting.egress)
         standing = await self._cooldown.standing(key)
         if standing.cooling:
-            yield self._blocked(target, key, standing)
-            return
+            return self._blocked(target, key, standing)
         reserved = await self._budget.reserve(self.allowances(target))
         if isinstance(reserved, Allowance):
             self._observer.limit_refused(reserved.name, "destination_budget")
-            yield _Ticket(self, target, key, Denial(
+            return _Ticket(self, target, key, Denial(
                 Reason.RATE_LIMITED,
                 f"{_describe(target)}: the callout budget of {reserved.label} is spent; "
                 "not calling out now"), standing.strikes)
-            return
         if reserved:
             self._observer.limit_wait(target.ip, reserved)
             await asyncio.sleep(reserved)
-        async with self._slots.hold(f"mx:{target.ip}") as held:
-            if not held:
-                self._observer.limit_refused(target.ip, "host_slots")
-                yield _Ticket(self, target, key, Denial(
-                    Reason.RATE_LIMITED,
-                    f"{_describe(target)}: too many callouts in flight to this host"),
-                    standing.strikes)
-                return
-            if time.monotonic() - checked > STANDING_FRESH_FOR:
-                standing = await self._cooldown.standing(key)
-                if standing.cooling:
-                    yield self._blocked(target, key, standing)
-                    return
-            yield _Ticket(self, target, key, None, standing.strikes)
+        if not await admitting.hold(self._slots.hold(f"mx:{target.ip}")):
+            self._observer.limit_refused(target.ip, "host_slots")
+            return _Ticket(self, target, key, Denial(
+                Reason.RATE_LIMITED,
+                f"{_describe(target)}: too many callouts in flight to this host"),
+                standing.strikes)
+        if time.monotonic() - checked > STANDING_FRESH_FOR:
+            standing = await self._cooldown.standing(key)
+            if standing.cooling:
+                return self._blocked(target, key, standing)
+        return _Ticket(self, target, key, None, standing.strikes)
 
     def _blocked(self, target: Target, key: str, standing: Standing) -> _Ticket:
         self._observer.limit_refused(target.ip, "cooling")

@@ -91,6 +91,21 @@ class LocalSlotPool:
         self._semaphores: dict[str, asyncio.Semaphore] = {}
         self._users: dict[str, int] = {}
 
+    def hold(self, name: str) -> _LocalHold:
+        return _LocalHold(self, name)
+
+    def _join(self, name: str) -> asyncio.Semaphore:
+        self._users[name] = self._users.get(name, 0) + 1
+        semaphore = self._semaphores.get(name)
+        if semaphore is None:
+            semaphore = self._semaphores[name] = asyncio.Semaphore(self._capacity)
+        return semaphore
+
+    def _leave(self, name: str) -> None:
+        self._users[name] -= 1
+        if not self._users[name]:
+            del self._users[name], self._semaphores[name]
+
     async def _acquire(self, semaphore: asyncio.Semaphore) -> bool:
         """A free slot is taken at once: no timer is armed for a wait that cannot happen."""
         if not semaphore.locked():
@@ -103,20 +118,30 @@ class LocalSlotPool:
             return False
         return True
 
-    @asynccontextmanager
-    async def hold(self, name: str) -> AsyncIterator[bool]:
-        semaphore = self._semaphores.setdefault(name, asyncio.Semaphore(self._capacity))
-        self._users[name] = self._users.get(name, 0) + 1
-        acquired = False
+
+class _LocalHold:
+    """One hold of a `LocalSlotPool` slot; a class, so a callout builds no generator for it."""
+
+    __slots__ = ("_acquired", "_name", "_pool", "_semaphore")
+
+    def __init__(self, pool: LocalSlotPool, name: str) -> None:
+        self._pool = pool
+        self._name = name
+        self._acquired = False
+
+    async def __aenter__(self) -> bool:
+        self._semaphore = self._pool._join(self._name)
         try:
-            acquired = await self._acquire(semaphore)
-            yield acquired
-        finally:
-            if acquired:
-                semaphore.release()
-            self._users[name] -= 1
-            if not self._users[name]:
-                del self._users[name], self._semaphores[name]
+            self._acquired = await self._pool._acquire(self._semaphore)
+        except BaseException:
+            self._pool._leave(self._name)
+            raise
+        return self._acquired
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._acquired:
+            self._semaphore.release()
+        self._pool._leave(self._name)
 
 
 class RedisBudget:

@@ -57,7 +57,7 @@ class SharedCallouts:
             waiting[address] = flight
         if led:
             self._spawn(self._lead(led, use_cache))
-        return {address: await asyncio.shield(flight) for address, flight in waiting.items()}
+        return {address: await flight for address, flight in waiting.items()}
 
     def refresh_in_background(self, address: Address) -> None:
         """Renew a cached verdict past its refresh time, unless that is already under way."""

@@ -27,36 +27,44 @@ return 0
 
 
 class LocalFlights:
-    """The callouts in flight in this process, by address."""
+    """The callouts in flight in this process, by address: each request awaits a future of
+    its own, so one that goes away cancels only its own (no `asyncio.shield` per request)."""
 
     def __init__(self) -> None:
-        self._flights: dict[Address, asyncio.Future[Verdict]] = {}
+        self._flights: dict[Address, list[asyncio.Future[Verdict]]] = {}
 
     def is_flying(self, address: Address) -> bool:
         return address in self._flights
 
     def join(self, address: Address) -> asyncio.Future[Verdict] | None:
-        return self._flights.get(address)
+        waiting = self._flights.get(address)
+        return None if waiting is None else _waiter(waiting)
 
     def lead(self, address: Address) -> asyncio.Future[Verdict]:
-        future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
-        self._flights[address] = future
-        return future
+        waiting: list[asyncio.Future[Verdict]] = []
+        self._flights[address] = waiting
+        return _waiter(waiting)
 
     def land(self, address: Address, verdict: Verdict) -> None:
-        future = self._flights.pop(address)
-        if not future.done():
-            future.set_result(verdict)
+        for future in self._flights.pop(address):
+            if not future.done():
+                future.set_result(verdict)
 
     def fail(self, address: Address, error: BaseException) -> None:
-        future = self._flights.pop(address)
-        if future.done():
-            return
-        if isinstance(error, asyncio.CancelledError):
-            future.cancel()
-        else:
-            future.set_exception(error)
-            future.exception()  # the callers see it; no "never retrieved" warning without them
+        for future in self._flights.pop(address):
+            if future.done():
+                continue
+            if isinstance(error, asyncio.CancelledError):
+                future.cancel()
+            else:
+                future.set_exception(error)
+                future.exception()  # the callers see it; no "never retrieved" warning without them
+
+
+def _waiter(waiting: list[asyncio.Future[Verdict]]) -> asyncio.Future[Verdict]:
+    future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
+    waiting.append(future)
+    return future
 
 
 class SharedLocks(Protocol):
