@@ -18,6 +18,7 @@ _DOT_STRING = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
 _QUOTED = re.compile(r'"(?:[^\x00-\x1f"\\\x7f]|\\[\x20-\x7e])*"')  # qtextSMTP, quoted-pairSMTP
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 _FORBIDDEN_CHARS = {"\r": "CR", "\n": "LF", "\0": "NUL", "<": "'<'", ">": "'>'"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class AddressError(ValueError):
@@ -85,7 +86,7 @@ def parse_address(text: str) -> Address:
     text = text.strip(" \t")
     if not text:
         raise AddressError("empty address")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+    if _CONTROL.search(text):
         raise AddressError("address contains a control character")
     local, sep, domain = text.rpartition("@")
     if not sep:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -15,7 +16,6 @@ import dns.name
 import dns.nameserver
 import dns.rdatatype
 import dns.resolver
-from cachetools import TLRUCache
 
 from cbv.config import DnsConfig
 
@@ -69,16 +69,17 @@ Clock = Callable[[], float]
 class TtlCache(Generic[Answer]):
     """Answers kept for their TTL, least recently used dropped first; identical
     lookups in flight share one query. `clock` is the engine's, so tests move time on
-    instead of waiting for TTLs to run out."""
+    instead of waiting for TTLs to run out. A plain ordered dict of (answer, expiry): every
+    callout looks here two or three times."""
 
     def __init__(self, size: int, negative_ttl: int, clock: Clock = time.monotonic) -> None:
+        self._size = size
         self._negative_ttl = negative_ttl
-        self._entries: TLRUCache[str, Answer, float] | None = (
-            TLRUCache(size, self._expiry, timer=clock) if size > 0 else None
-        )
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[Answer, float]] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[Answer]] = {}
 
-    def _expiry(self, key: str, answer: Answer, now: float) -> float:
+    def _expiry(self, answer: Answer, now: float) -> float:
         """When `answer` goes; no later than now (so never kept) for a temporary failure."""
         if answer.status is DnsStatus.TEMPFAIL:
             return now
@@ -87,7 +88,24 @@ class TtlCache(Generic[Answer]):
         return now + min(answer.ttl, self._negative_ttl)
 
     def cached(self, key: str) -> Answer | None:
-        return self._entries.get(key) if self._entries is not None else None
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= self._clock():
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return entry[0]
+
+    def _keep(self, key: str, answer: Answer) -> None:
+        now = self._clock()
+        expires = self._expiry(answer, now)
+        if self._size <= 0 or expires <= now:
+            return
+        self._entries[key] = (answer, expires)
+        self._entries.move_to_end(key)
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
 
     async def get(self, key: str, lookup: Callable[[], Awaitable[Answer]]) -> Answer:
         cached = self.cached(key)
@@ -106,8 +124,7 @@ class TtlCache(Generic[Answer]):
             raise
         else:
             future.set_result(answer)
-            if self._entries is not None:
-                self._entries[key] = answer
+            self._keep(key, answer)
             return answer
         finally:
             del self._inflight[key]
