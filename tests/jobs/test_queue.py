@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -11,8 +13,8 @@ import redis.asyncio
 from cbv.cache_location import parse_cache_location
 from cbv.engine.polling import poll_until
 from cbv.jobs.model import Entry, Final, JobSpec, JobState, Later, WorkItem
-from cbv.jobs.queue import Claimed, JobQueue
-from cbv.jobs.redis_queue import RedisJobQueue, job_key, results_key
+from cbv.jobs.queue import Claimed, JobQueue, QueueError
+from cbv.jobs.redis_queue import INDEX, STREAM, RedisJobQueue, job_key, results_key
 from cbv.jobs.sqlite_queue import SQLiteJobQueue
 from cbv.model import Reason, Result, Verdict, utcnow
 from tests.jobs.conftest import KEEP, QueueFactory
@@ -178,3 +180,75 @@ async def test_redis_lets_a_finished_job_expire_after_keep(redis_url: str) -> No
         assert 0 < await client.ttl(key) <= KEEP
     await client.aclose()
     await queue.aclose()
+
+
+class CuttingProxy:
+    """A loopback proxy to Redis that drops each connection once the client has sent
+    `budget` bytes: a submitter that dies half-way through its commands."""
+
+    def __init__(self, upstream: tuple[str, int], budget: int) -> None:
+        self._upstream = upstream
+        self._budget = budget
+        self.cuts = 0
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return f"redis://{host}:{port}/0"
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter
+                     ) -> None:
+        server_r, server_w = await asyncio.open_connection(*self._upstream)
+
+        async def upward() -> None:
+            sent = 0
+            while chunk := await client_r.read(65_536):
+                chunk = chunk[: self._budget - sent]
+                server_w.write(chunk)
+                sent += len(chunk)
+                if sent >= self._budget:
+                    self.cuts += 1
+                    return
+                await server_w.drain()
+
+        async def downward() -> None:
+            while chunk := await server_r.read(65_536):
+                client_w.write(chunk)
+                await client_w.drain()
+
+        back = asyncio.create_task(downward())
+        try:
+            await upward()
+        finally:
+            back.cancel()
+            for writer in (server_w, client_w):
+                writer.transport.abort()
+
+
+@pytest.mark.peers
+async def test_a_redis_submit_cut_half_way_leaves_no_job_behind(redis_url: str) -> None:
+    """All of a job or none of it: a half-queued job could never finish."""
+    location = parse_cache_location(redis_url)
+    upstream = urllib.parse.urlsplit(redis_url)
+    addresses = [f"user{i}@domain{i}.test" for i in range(2_000)]
+    assert upstream.hostname and upstream.port
+    proxy = CuttingProxy((upstream.hostname, upstream.port), 60_000)
+    async with proxy as cut_url:
+        cut = RedisJobQueue(parse_cache_location(cut_url), keep=KEEP, lease=LEASE)
+        with pytest.raises(QueueError):
+            await cut.submit(spec(len(addresses)), items("job1", addresses))
+        await cut.aclose()
+    assert proxy.cuts >= 1
+    client = redis.asyncio.Redis.from_url(redis_url)
+    assert not await client.exists(job_key("job1"))
+    assert await client.xlen(STREAM) == 0
+    assert await client.zcard(INDEX) == 0
+    queue = RedisJobQueue(location, keep=KEEP, lease=LEASE)
+    await queue.submit(spec(len(addresses)), items("job1", addresses))
+    assert await client.xlen(STREAM) == len(addresses)
+    await queue.aclose()
+    await client.aclose()

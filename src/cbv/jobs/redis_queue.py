@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from redis.exceptions import ResponseError
+from redis.typing import EncodableT, FieldT
 
 from cbv.cache.redis_link import REDIS_FAILURES, RedisClient, describe, make_client
 from cbv.cache_location import CacheLocation
@@ -140,19 +141,20 @@ class RedisJobQueue:
         async def work() -> None:
             await self._ensure_group()
             kept = int(spec.retry_horizon) + self._keep
-            await self._client.hset(job_key(spec.id), mapping={
+            fields: dict[FieldT, EncodableT] = {
                 "spec": spec.model_dump_json(), "state": JobState.QUEUED.value,
-                "total": spec.total, "done": 0, "waiting": 0})
-            await self._client.expire(job_key(spec.id), kept)
-            await self._client.zadd(INDEX, {spec.id: spec.created_at})
-            for start in range(0, len(items), PROMOTE_AT_ONCE):
-                pipe = self._client.pipeline(transaction=False)
-                for item in items[start:start + PROMOTE_AT_ONCE]:
-                    pipe.xadd(STREAM, {"item": item.to_json()})
-                await pipe.execute()
+                "total": spec.total, "done": 0, "waiting": 0}
             if spec.total == 0:
-                await self._client.hset(job_key(spec.id), mapping={
-                    "state": JobState.DONE.value, "finished_at": spec.created_at})
+                fields.update(state=JobState.DONE.value, finished_at=spec.created_at)
+            # One MULTI/EXEC: a submitter that dies half-way leaves no job that can never
+            # finish (every key shares the {jobs} hash tag, so Cluster takes it too).
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hset(job_key(spec.id), mapping=fields)
+            pipe.expire(job_key(spec.id), kept)
+            pipe.zadd(INDEX, {spec.id: spec.created_at})
+            for item in items:
+                pipe.xadd(STREAM, {"item": item.to_json()})
+            await pipe.execute()
 
         await self._call(work)
 
