@@ -30,7 +30,7 @@ from cbv.protocol.smtp import Reply
 
 # Callouts that may go on (connect, or read a reply and answer it) in one event-loop turn:
 # a wave of 10,000 resumed at once would hold the loop for seconds (callout/pacer.py).
-CALLOUTS_PER_TURN = 100
+CALLOUTS_PER_TURN = 32
 
 
 def proxy_handshake_timeout(config: CalloutConfig) -> float:
@@ -217,15 +217,14 @@ class CalloutRunner:
     ) -> CalloutReport:
         """Verdicts for `addresses` (all sharing `mx_domain`), guided by what is `known` of
         the domain, and what this callout learned about it."""
+        await self._take_turn()  # a wave of callouts asks DNS over several turns
         started = time.monotonic()
         deadline = started + self._config.total_timeout
         lines: list[TranscriptLine] | None = [] if transcript else None
         first = addresses[0]
         domain = self.mx_domain(first)
         plan = await self._planner.plan(domain, first.literal_ip)
-        turn = self._pacer.admit()  # a wave of DNS answers connects over several turns
-        if turn is not None:
-            await turn
+        await self._take_turn()  # and connects over several when the answers come together
         if plan.failure is not None:
             sessions = _Sessions({a: _Decided(plan.failure, None) for a in addresses})
         else:
@@ -238,6 +237,12 @@ class CalloutRunner:
             for address in addresses
         }
         return CalloutReport(verdicts, self._learned(sessions, known))
+
+    async def _take_turn(self) -> None:
+        """Go on in this event-loop turn if it has room, else in a later one (pacer.py)."""
+        turn = self._pacer.admit()
+        if turn is not None:
+            await turn
 
     def _senders_for(self, recipient_domain: str | None) -> tuple[str, ...]:
         """The senders of a callout made for a message to `recipient_domain`."""
