@@ -34,7 +34,8 @@ def test_gcra_lets_a_burst_through_then_spaces_callouts() -> None:
 
 async def test_a_flood_of_forged_senders_costs_the_domain_only_its_budget(world: World) -> None:
     """10,000 different forged senders at one domain, default limits (and every one asked:
-    the catch-all fact would answer those arriving after the first session)."""
+    the catch-all fact would answer those arriving after the first session). The budget is
+    reckoned over the time the flood took, however long a loaded machine makes it."""
     farm = await world.mx("forged.test", {"127.0.0.2": MXScript(catch_all=True)})
     config = world.config(callout={"recheck_catch_all": True})
     senders = [f"forged{n}@forged.test" for n in range(10_000)]
@@ -47,7 +48,6 @@ async def test_a_flood_of_forged_senders_costs_the_domain_only_its_budget(world:
     limits = config.limits
     budget = limits.domain_burst + int(elapsed * limits.domain_per_minute / 60) + 1
     mx = farm.servers["127.0.0.2"]
-    assert elapsed < 60
     assert mx.connections <= budget
     assert len([r for r in mx.rcpts if r.startswith("forged")]) <= budget
     assert len(limited) >= len(senders) - budget

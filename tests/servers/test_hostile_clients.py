@@ -9,8 +9,10 @@ bounded, and a well-behaved client must keep getting right answers in the meanti
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import resource
+import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -30,14 +32,27 @@ from tests.servers.clients import (
     smtpcbd,
     split_address,
 )
+from tests.waiting import WITHIN
 from tests.world import World
 
-LIVENESS = 2.0  # seconds a well-behaved client may wait while the others misbehave
+# Seconds a well-behaved client may wait while the others misbehave, or a client to be
+# closed: what a loaded 2-core machine gives, not a speed asked of cbv. What is fair in
+# a flood is counted (test_pipelined_flood_on_one_connection), not timed.
+LIVENESS = WITHIN
 IDLE = 1.0  # the idle timeout these tests run the daemon with
 MAX_RSS_GROWTH = 100 * 2**20
-MILTER_OPTNEG = bytes.fromhex("0000000d 4f 00000006 000001ff 001fffff")
-HTTP_REQUEST = b"GET /healthz HTTP/1.1\r\nHost: cbv.test\r\n\r\n"
-SLOW_CLIENT_LISTENERS = ["policy", "smtpcbd", "milter", "http"]
+TRICKLE = 0.2  # seconds between a slow client's bytes: well inside the idle timeout
+# Requests a slow client never finishes: each longer than LIVENESS / TRICKLE bytes, so the
+# trickle outlasts the wait for the close that must cut it short.
+SLOW_REQUESTS = {
+    "policy": policy_request("alice@pass.test"),
+    "smtpcbd": b"<" + b"slowloris." * 6 + b"alice@pass.test>\n",
+    "milter": struct.pack(">I", 64) + b"O" + bytes(63),  # an option negotiation of 64 bytes
+    "http": b"GET /healthz HTTP/1.1\r\nHost: cbv.test\r\nUser-Agent: slowloris\r\n"
+            b"Accept: text/plain\r\n\r\n",
+}
+FLOOD = 10_000  # requests pipelined on one connection
+FLOOD_SLICE = FLOOD // 100  # most of them answered between two answers to another client
 
 
 def rss_bytes() -> int:
@@ -117,7 +132,7 @@ async def test_garbage_gets_an_error_or_a_close(daemon: Daemon, listener: str) -
             reader, writer = await connect(daemon.addresses()[listener])
             writer.write(garbage)
             writer.write_eof()
-            said = await closed_within(reader, 5)
+            said = await closed_within(reader, LIVENESS)
             writer.close()
             if listener == "smtpcbd":
                 assert said.startswith(b"TEMPFAIL:bad request"), said
@@ -144,38 +159,36 @@ async def test_oversized_smtpcbd_line_is_refused(daemon: Daemon) -> None:
     assert answer.startswith("TEMPFAIL:bad request; line longer than 1024 bytes"), answer
 
 
-@pytest.mark.parametrize("listener", SLOW_CLIENT_LISTENERS)
+@pytest.mark.parametrize("listener", SLOW_REQUESTS)
 async def test_silent_client_is_closed_after_the_idle_timeout(daemon: Daemon, listener: str
                                                                ) -> None:
     reader, writer = await connect(daemon.addresses()[listener])
     started = time.monotonic()
-    assert await closed_within(reader, IDLE * 4) == b""
+    assert await closed_within(reader, LIVENESS) == b""
     assert time.monotonic() - started >= IDLE * 0.9
     writer.close()
 
 
-@pytest.mark.parametrize("listener", SLOW_CLIENT_LISTENERS)
+@pytest.mark.parametrize("listener", SLOW_REQUESTS)
 async def test_slowloris_is_closed_after_the_idle_timeout(daemon: Daemon, listener: str) -> None:
-    """A byte every 0.2 s never completes a request: trickling does not count as activity."""
+    """A byte every TRICKLE seconds never completes a request: trickling does not count as
+    activity, so the close comes in the middle of the trickle. (Were it activity, the
+    connection would stay open until the trickle stopped, longer than LIVENESS.)"""
     reader, writer = await connect(daemon.addresses()[listener])
-    request = {"policy": policy_request("alice@pass.test"), "smtpcbd": b"<alice@pass.test>",
-               "milter": MILTER_OPTNEG, "http": HTTP_REQUEST}[listener]
-    started = time.monotonic()
-    closed = asyncio.create_task(closed_within(reader, IDLE * 4))
+    request = SLOW_REQUESTS[listener]
+    closed = asyncio.create_task(closed_within(reader, LIVENESS))
+    trickled = 0
     try:
         for byte in request[:-1]:
             if closed.done():
                 break
             writer.write(bytes([byte]))
-            await asyncio.sleep(0.2)
+            trickled += 1
+            await asyncio.sleep(TRICKLE)
     except ConnectionError:
         pass
-    try:
-        said = await closed
-    except ConnectionResetError:  # closed with our trickled bytes unread: a reset, not a FIN
-        said = b""
-    assert said == b""
-    assert time.monotonic() - started < IDLE * 3
+    assert await closed == b""
+    assert trickled < len(request) - 1, "closed only once the trickle was over"
     writer.close()
 
 
@@ -234,23 +247,58 @@ async def test_disconnects_in_the_middle_of_a_request(daemon: Daemon, world: Wor
         "an abandoned callout was cut short instead of ending with QUIT")
 
 
+def policy_answers(daemon: Daemon) -> int:
+    """Requests the daemon has answered on its policy listener, by its own metrics."""
+    found = daemon.telemetry.registry.get_sample_value(
+        "cbv_requests_total", {"listener": "policy"})
+    assert found is not None
+    return int(found)
+
+
+async def answered_meanwhile(daemon: Daemon, until: asyncio.Event) -> list[int]:
+    """Asks back to back on a connection of its own until `until` is set; returns how many
+    policy requests the daemon had answered by each of its answers."""
+    client = await PolicyClient.connect(daemon.addresses()["policy"])
+    counts = []
+    try:
+        while not until.is_set():
+            assert await client.ask("alice@pass.test") == "DUNNO"
+            counts.append(policy_answers(daemon))
+    finally:
+        await client.close()
+    return counts
+
+
 async def test_pipelined_flood_on_one_connection(daemon: Daemon) -> None:
-    count = 10_000
+    """FLOOD requests pipelined on one connection are answered in turn with the others':
+    another client asking back to back is answered between any FLOOD_SLICE of them. Both
+    are counted in requests the daemon answered, so the machine's speed does not matter."""
 
     async def attack() -> None:
         reader, writer = await connect(daemon.addresses()["policy"])
         request = policy_request("alice@pass.test")
 
         async def send() -> None:
-            for _ in range(count // 100):
+            for _ in range(FLOOD // 100):
                 writer.write(request * 100)
                 await writer.drain()
 
+        before = policy_answers(daemon)
         sender = asyncio.create_task(send())
-        async with asyncio.timeout(60):
-            for _ in range(count):
+        flooded = asyncio.Event()
+        other = asyncio.create_task(answered_meanwhile(daemon, flooded))
+        try:
+            for _ in range(FLOOD):
                 assert await reader.readuntil(b"\n\n") == b"action=DUNNO\n\n"
+        finally:
+            flooded.set()
+        after = policy_answers(daemon)
         await sender
         writer.close()
+        counts = [before, *(n for n in await other if n < after), after]
+        gaps = [later - earlier for earlier, later in itertools.pairwise(counts)]
+        print(f"{len(counts) - 2} answers to the other client during the flood; "
+              f"at most {max(gaps)} requests answered between two of them")
+        assert max(gaps) <= FLOOD_SLICE
 
     await while_answering(daemon, attack)
