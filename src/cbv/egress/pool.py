@@ -108,10 +108,12 @@ class EgressPool:
         key, pool = self._routes.pool_for(domain, hosts)
         turn = self._turns.get(key, 0)
         self._turns[key] = turn + 1
-        now = self._clock()
-        in_turn = [pool[(turn + offset) % len(pool)] for offset in range(len(pool))]
-        healthy = [e for e in in_turn if self._failed_until.get(e.name, now) <= now]
-        ordered = healthy + [e for e in in_turn if e not in healthy]
+        start = turn % len(pool)
+        ordered = pool[start:] + pool[:start]
+        if self._failed_until:  # failing egresses go last until their retry time
+            now = self._clock()
+            healthy = [e for e in ordered if self._failed_until.get(e.name, now) <= now]
+            ordered = (*healthy, *(e for e in ordered if e not in healthy))
         why: list[str] = []
         for egress in ordered:
             if egress.name in tried:

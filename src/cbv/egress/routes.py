@@ -27,6 +27,8 @@ class EgressRoutes:
 
     def pool_for(self, domain: str, hosts: Iterable[str]) -> tuple[str, tuple[Egress, ...]]:
         """(the route key chosen, its egresses in order) for a callout to `domain`'s `hosts`."""
+        if not self._keys:  # no routes but the default: nothing to match
+            return DEFAULT_ROUTE, self._default
         names = [domain.lower(), *(host.lower().rstrip(".") for host in hosts)]
         for key in self._keys:
             if any(_within(name, key) for name in names):

@@ -9,6 +9,9 @@ are served in order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+
+RATES_REMEMBERED = 256  # (rate, burst) pairs: the configuration names a handful
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,7 +20,9 @@ class Gcra:
     tolerance: float  # how far ahead of the steady rate a burst may run
 
     @classmethod
+    @lru_cache(maxsize=RATES_REMEMBERED)
     def per_minute(cls, rate: float, burst: int) -> Gcra:
+        """Built once per rate: every callout asks for its domain's."""
         interval = 60.0 / rate
         return cls(interval, (burst - 1) * interval)
 

@@ -82,10 +82,14 @@ class SharedCallouts:
     async def _lead(self, addresses: list[Address], use_cache: bool) -> None:
         """Runs as its own task, so a caller that goes away does not cancel the others."""
         try:
-            if use_cache:
-                verdicts = await self._lead_shared(addresses)
-            else:
+            if not use_cache:
                 verdicts = await self._callout.run(addresses, transcript=False, use_cache=False)
+            else:
+                claimed, elsewhere = await self._locks.claim(addresses)
+                if elsewhere:
+                    verdicts = await self._lead_shared(claimed, elsewhere)
+                else:  # the usual case: no other process verifies any of these
+                    verdicts = await self._verify_claimed(claimed)
         except BaseException as exc:
             for address in addresses:
                 self._flights.fail(address, exc)
@@ -95,10 +99,10 @@ class SharedCallouts:
         for address in addresses:
             self._flights.land(address, verdicts[address])
 
-    async def _lead_shared(self, addresses: list[Address]) -> dict[Address, Verdict]:
-        claimed, elsewhere = await self._locks.claim(addresses)
-        if not elsewhere:  # the usual case: no other process verifies any of these
-            return await self._verify_claimed(claimed)
+    async def _lead_shared(
+        self, claimed: list[Address], elsewhere: list[Address]
+    ) -> dict[Address, Verdict]:
+        """Another process verifies the `elsewhere` addresses: call out for ours, take theirs."""
         parts = await asyncio.gather(
             self._verify_claimed(claimed), *(self._after_elsewhere(a) for a in elsewhere)
         )
