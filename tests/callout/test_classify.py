@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import re
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cbv.callout import evidence
 from cbv.callout.classify import (
     MAX_WORDS,
     Judgement,
@@ -155,3 +160,28 @@ def test_catch_all_probe() -> None:
 )
 def test_vrfy_decisiveness(code: int, text: str, decisive: bool) -> None:
     assert vrfy_is_decisive(reply(code, text)) is decisive
+
+
+OUTWEIGHING = {
+    "recipient-busy": evidence.RECIPIENT_BUSY,
+    "sender-refused": evidence.SENDER_REFUSED,
+    "client-rate": evidence.CLIENT_RATE,
+    "client-blocked": evidence.CLIENT_BLOCKED,
+}
+
+
+@pytest.mark.parametrize("expression", OUTWEIGHING.values(), ids=OUTWEIGHING.keys())
+@settings(max_examples=400)
+@given(data=st.data())
+def test_no_wording_that_outweighs_the_code_is_skipped(
+    expression: re.Pattern[str], data: st.DataObject
+) -> None:
+    """The cheap look-out before the four expressions lets every wording of theirs through."""
+    text = data.draw(st.from_regex(expression))
+    assert evidence.may_outweigh(text), text
+
+
+def test_a_reply_about_a_mailbox_skips_the_client_expressions() -> None:
+    text = words_of(reply(550, "5.1.1 <bob@example.test>: Recipient address rejected: User "
+                                  "unknown in local recipient table"))
+    assert not evidence.may_outweigh(text)

@@ -101,6 +101,8 @@ def judge_transient(reply: Reply) -> Judgement:
 @lru_cache(maxsize=TEXTS_REMEMBERED)
 def _client_refusal(text: str) -> Judgement | None:
     """Text that says the sender, the client's rate or the client itself is refused."""
+    if not evidence.may_outweigh(text):
+        return None
     if evidence.SENDER_REFUSED.search(text):
         return Judgement(Reason.SENDER_REJECTED, "text:sender-refused")
     if evidence.CLIENT_RATE.search(text):
@@ -114,6 +116,8 @@ def _client_refusal(text: str) -> Judgement | None:
 def _outweighs_the_code(text: str) -> Judgement | None:
     """Words that outweigh a permanent reply's code: the recipient is busy, or the client
     is refused."""
+    if not evidence.may_outweigh(text):
+        return None
     if evidence.RECIPIENT_BUSY.search(text):
         return Judgement(Reason.TEMPFAIL, "text:recipient-busy")
     return _client_refusal(text)
