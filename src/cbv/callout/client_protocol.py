@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections import deque
 
 from cbv.callout.pacer import TurnPacer
 from cbv.protocol.smtp import Reply, ReplyError, ReplyParser
@@ -28,7 +27,7 @@ class SmtpClientProtocol(asyncio.Protocol):
     def __init__(self, max_reply_bytes: int, pacer: TurnPacer | None = None) -> None:
         self._parser = ReplyParser(max_reply_bytes=max_reply_bytes)
         self._pacer = pacer
-        self._ready: deque[Reply] = deque()
+        self._ready: list[Reply] = []  # a few at most; a deque's first block is 600 bytes
         self._waiter: asyncio.Future[None] | None = None
         self._failure: BaseException | None = None
         self._paused = False
@@ -95,7 +94,7 @@ class SmtpClientProtocol(asyncio.Protocol):
     def take(self) -> Reply:
         """The next reply; once they are all taken, the failure that ended the connection."""
         if self._ready:
-            reply = self._ready.popleft()
+            reply = self._ready.pop(0)
             if self._paused and len(self._ready) <= UNASKED_REPLIES:
                 self._paused = False
                 if self.transport is not None:

@@ -95,7 +95,7 @@ class ReplyParser:
         self._max_line = max_line
         self._max_reply_bytes = max_reply_bytes
         self._max_lines = max_lines
-        self._buffer = bytearray()
+        self._buffer = b""
         self._code: int | None = None
         self._lines: list[str] = []
         self._reply_bytes = 0
@@ -121,19 +121,17 @@ class ReplyParser:
         return replies
 
     def _parse_into(self, replies: list[Reply]) -> None:
-        while True:
-            end = self._buffer.find(b"\n")
-            if end < 0:
-                if len(self._buffer) > self._max_line:
-                    raise ReplyError(f"reply line longer than {self._max_line} bytes")
-                return
-            raw = bytes(self._buffer[:end]).removesuffix(b"\r")
-            del self._buffer[: end + 1]
+        lines = self._buffer.split(b"\n")
+        self._buffer = lines.pop()  # what follows the last line feed: a line still arriving
+        for raw in lines:
+            raw = raw.removesuffix(b"\r")
             if len(raw) > self._max_line:
                 raise ReplyError(f"reply line longer than {self._max_line} bytes")
             reply = self._take_line(raw)
             if reply is not None:
                 replies.append(reply)
+        if len(self._buffer) > self._max_line:
+            raise ReplyError(f"reply line longer than {self._max_line} bytes")
 
     def _take_line(self, raw: bytes) -> Reply | None:
         code, is_last, text = _parse_line(raw)
@@ -157,7 +155,7 @@ class CommandError(ValueError):
 
 def encode_command(verb: str, argument: str = "") -> bytes:
     line = f"{verb} {argument}" if argument else verb
-    if any(c in line for c in "\r\n\0"):
+    if "\r" in line or "\n" in line or "\0" in line:
         raise CommandError("command contains CR, LF or NUL")
     return line.encode("utf-8") + b"\r\n"
 
