@@ -44,17 +44,19 @@ _NOT_MAILBOX_SUBJECTS = {"3", "4", "5", "6", "7"}
 # Published replies say what they mean in their first lines; a hostile server's 64 KiB
 # reply costs the expressions no more than this many characters.
 MAX_WORDS = 1024
-# Texts whose verdicts are remembered: a RCPT reply is read twice in a row (does it refuse
-# our sender? what does it say of the address?), and the client expressions cost ~30 µs.
+# Replies and texts whose readings are remembered: a RCPT reply is read twice in a row (does
+# it refuse our sender? what does it say of the address?), each time in several steps.
 TEXTS_REMEMBERED = 256
 
 
+@lru_cache(maxsize=TEXTS_REMEMBERED)
 def words_of(reply: Reply) -> str:
     """The reply's text as the evidence rules read it: enhanced code removed, bounded,
     lower-cased."""
     return reply.text[:MAX_WORDS].lower()
 
 
+@lru_cache(maxsize=TEXTS_REMEMBERED)
 def enhanced_code(reply: Reply) -> str | None:
     """The RFC 3463 code: leading (the usual place) or as "(#5.1.1)" after the text (qmail)."""
     if reply.enhanced is not None:
