@@ -11,7 +11,7 @@ from cbv.egress.table import Egress
 from cbv.protocol.socks5 import ProxyFailed, Socks5Handshake, TargetUnreachable
 
 
-class _Negotiation(asyncio.Protocol):
+class Socks5Negotiation(asyncio.Protocol):
     """Speaks the handshake on a new connection to the proxy, then hands the connection
     (and any bytes that came after the proxy's last reply) to the session's protocol."""
 
@@ -93,7 +93,7 @@ class Socks5Connector:
         proxy = egress.proxy
         assert proxy is not None
         handshake = Socks5Handshake(proxy, target.ip, target.port)
-        negotiation = _Negotiation(handshake, protocol)
+        negotiation = Socks5Negotiation(handshake, protocol)
         try:
             async with asyncio.timeout(self._handshake_timeout):
                 await asyncio.get_running_loop().create_connection(
