@@ -262,7 +262,8 @@ async def answered_meanwhile(daemon: Daemon, until: asyncio.Event) -> list[int]:
     counts = []
     try:
         while not until.is_set():
-            assert await client.ask("alice@pass.test") == "DUNNO"
+            async with asyncio.timeout(LIVENESS):
+                assert await client.ask("alice@pass.test") == "DUNNO"
             counts.append(policy_answers(daemon))
     finally:
         await client.close()
@@ -289,7 +290,8 @@ async def test_pipelined_flood_on_one_connection(daemon: Daemon) -> None:
         other = asyncio.create_task(answered_meanwhile(daemon, flooded))
         try:
             for _ in range(FLOOD):
-                assert await reader.readuntil(b"\n\n") == b"action=DUNNO\n\n"
+                async with asyncio.timeout(LIVENESS):
+                    assert await reader.readuntil(b"\n\n") == b"action=DUNNO\n\n"
         finally:
             flooded.set()
         after = policy_answers(daemon)
