@@ -8,23 +8,25 @@ import json
 import logging
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
 
 import pytest
 
 from cbv.config import LogConfig
-from cbv.servers.logs import configure_logging, event
+from cbv.servers.logs import DECISIONS, FIELDS, configure_logging, event
 
 TOUCHED = ("cbv", "asyncio", "py.warnings")
 
 
-@pytest.fixture
-def stream() -> Iterator[io.StringIO]:
+@contextmanager
+def configured(config: LogConfig) -> Iterator[io.StringIO]:
     """Logs configured into a buffer; the loggers as they were afterwards."""
     saved = [(logging.getLogger(name), logging.getLogger(name).handlers[:],
               logging.getLogger(name).level, logging.getLogger(name).propagate)
              for name in TOUCHED]
     buffer = io.StringIO()
-    configure_logging(LogConfig(format="json", level="info"), buffer)
+    configure_logging(config, buffer)
     try:
         yield buffer
     finally:
@@ -33,6 +35,12 @@ def stream() -> Iterator[io.StringIO]:
             logger.handlers = handlers
             logger.setLevel(level)
             logger.propagate = propagate
+
+
+@pytest.fixture
+def stream() -> Iterator[io.StringIO]:
+    with configured(LogConfig(format="json", level="info")) as buffer:
+        yield buffer
 
 
 def lines(buffer: io.StringIO) -> list[dict[str, object]]:
@@ -70,3 +78,52 @@ def test_writes_into_a_socket_already_gone_are_not_logged(stream: io.StringIO) -
 def test_asyncio_debug_chatter_stays_out(stream: io.StringIO) -> None:
     logging.getLogger("asyncio").debug("Using selector: EpollSelector")
     assert lines(stream) == []
+
+
+DECIDED: dict[str, object] = {"listener": "policy", "address": "a@b.test", "result": "pass",
+                              "cached": True, "answer": "DUNNO", "duration_ms": 0.25}
+
+
+def logged_decision() -> None:
+    logging.getLogger("cbv.decision").info("decision", extra={FIELDS: DECIDED})
+
+
+@pytest.mark.parametrize("form", ["json", "text"])
+def test_a_decision_written_directly_reads_as_one_logged(form: Literal["json", "text"]) -> None:
+    with configured(LogConfig(format=form, level="info")) as buffer:
+        assert DECISIONS.wanted()
+        DECISIONS.write(DECIDED)
+        logged_decision()
+        for handler in logging.getLogger("cbv").handlers:
+            handler.flush()
+    written, logged = buffer.getvalue().splitlines()
+    assert but_the_time(written, form) == but_the_time(logged, form)
+
+
+def but_the_time(line: str, form: str) -> object:
+    """The line without its time: the first field in either format."""
+    return {**json.loads(line), "time": ""} if form == "json" else line.split(" ", 1)[1]
+
+
+def test_decisions_follow_the_log_level() -> None:
+    with configured(LogConfig(format="json", level="warning")):
+        assert not DECISIONS.wanted()
+
+
+class Captured(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_decisions_reach_another_handler_as_records(stream: io.StringIO) -> None:
+    """An application that adds its own handler gets decisions as it gets any record."""
+    capture = Captured()
+    logging.getLogger("cbv").addHandler(capture)
+    DECISIONS.write(DECIDED)
+    assert [(record.name, record.getMessage()) for record in capture.records] == [
+        ("cbv.decision", "decision")]
+    assert [entry["event"] for entry in lines(stream)] == ["decision"]

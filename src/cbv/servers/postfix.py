@@ -22,11 +22,10 @@ from cbv.protocol.postfix_policy import (
     warn_action,
 )
 from cbv.servers.connection import ConnectionTracker, RequestConnection
-from cbv.servers.logs import FIELDS, event
+from cbv.servers.logs import DECISIONS, event
 from cbv.servers.runtime import Answered, Runtime
 
 LOG = logging.getLogger("cbv.policy")
-DECISIONS = logging.getLogger("cbv.decision")
 REQUEST_TYPE = "smtpd_access_policy"
 POSTFIX_DEFER_CODE = 450  # what DEFER_IF_PERMIT answers with
 KINDS = {"MAIL": RequestKind.MAIL, "RCPT": RequestKind.RCPT}
@@ -96,11 +95,11 @@ class PolicyConnection(RequestConnection[PolicyEvent]):
         action = postfix_action(decision)
         seconds = time.perf_counter() - started
         self._runtime.telemetry.answered("policy", decision, seconds)
-        if decision is not None and DECISIONS.isEnabledFor(logging.INFO):
+        if decision is not None and DECISIONS.wanted():
             fields = {"listener": "policy", **decision.log_fields()}
             get = request.attributes.get
             fields.update(answer=action, instance=get("instance", ""),
                           recipient=get("recipient", ""), client=get("client_address", ""),
                           duration_ms=round(seconds * 1000, 3))
-            DECISIONS.info("decision", extra={FIELDS: fields})
+            DECISIONS.write(fields)
         return DUNNO_BYTES if action == DUNNO else encode_action(action)
