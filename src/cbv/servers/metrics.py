@@ -5,7 +5,8 @@ the observer that `engine()` builds for it."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Collection, Iterator, Sequence
 
 from prometheus_client import (
     CollectorRegistry,
@@ -15,6 +16,14 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 from cbv.config import Config
 from cbv.egress.pool import EgressEvent, EgressState
@@ -29,6 +38,8 @@ LISTENERS = ("policy", "smtpcbd", "milter", "http")
 CALLOUT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 DECISION_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                     1.0, 2.5, 5.0, 10.0)
+_go_float: Callable[[float], str] = floatToGoString  # untyped in prometheus_client
+BUCKET_LABELS = tuple(_go_float(bound) for bound in (*DECISION_BUCKETS, float("inf")))
 OVERRIDDEN, DEFAULT = "overridden", "default"  # domain classes: has a domain_overrides rate
 
 
@@ -38,6 +49,74 @@ def what_happened(decision: Decision) -> tuple[str, str]:
     if decision.dry_run and decision.action is not Action.ACCEPT:
         return Action.ACCEPT.value, decision.action.value
     return decision.action.value, ""
+
+
+class Latencies:
+    """One listener's decision durations, as a Prometheus histogram counts them."""
+
+    __slots__ = ("counts", "created", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(DECISION_BUCKETS) + 1)  # the last: above every bucket
+        self.total = 0.0
+        self.created = time.time()
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(DECISION_BUCKETS, seconds)] += 1
+        self.total += seconds
+
+    def buckets(self) -> list[tuple[str, float]]:
+        """Cumulative, as the exposition format has them."""
+        found, cumulative = [], 0
+        for label, count in zip(BUCKET_LABELS, self.counts, strict=True):
+            cumulative += count
+            found.append((label, float(cumulative)))
+        return found
+
+
+class AnswerCounts(Collector):
+    """`cbv_requests`, `cbv_decisions` and `cbv_decision_duration_seconds`, counted in plain
+    numbers as the listeners answer and read only when /metrics is: a prometheus_client
+    child takes a lock per increment and its histogram looks for the bucket in Python,
+    4-5 µs of a cached decision. Counted and read on the event loop's thread alone."""
+
+    def __init__(self) -> None:
+        created = time.time()
+        self.requests = dict.fromkeys(LISTENERS, 0)
+        self._requests_created = created
+        self.latencies = {name: Latencies() for name in LISTENERS}
+        self.decisions: dict[tuple[str, str, str, str], int] = {}
+        self._decisions_created: dict[tuple[str, str, str, str], float] = {}
+
+    def decided(self, key: tuple[str, str, str, str]) -> None:
+        decisions = self.decisions
+        if key in decisions:
+            decisions[key] += 1
+        else:
+            decisions[key] = 1
+            self._decisions_created[key] = time.time()
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "cbv_requests", "Requests answered, by listener", labels=["listener"])
+        for listener, count in list(self.requests.items()):
+            requests.add_metric([listener], count, created=self._requests_created)
+        yield requests
+        decisions = CounterMetricFamily(
+            "cbv_decisions", "Decisions, by listener, result and the action taken; `would` "
+            "is the action a dry run kept from happening",
+            labels=["listener", "result", "action", "would"])
+        for key, count in list(self.decisions.items()):
+            decisions.add_metric(key, count, created=self._decisions_created[key])
+        yield decisions
+        seconds = HistogramMetricFamily(
+            "cbv_decision_duration_seconds", "From a request's arrival to its answer",
+            labels=["listener"])
+        for listener, latencies in list(self.latencies.items()):
+            seconds.add_metric([listener], latencies.buckets(), latencies.total)
+            seconds.samples.append(Sample("cbv_decision_duration_seconds_created",
+                                          {"listener": listener}, latencies.created))
+        yield seconds
 
 
 class Telemetry:
@@ -74,15 +153,8 @@ class Telemetry:
         self.host_refusals = Counter(
             "cbv_host_refusals", "Cooldowns started: an MX address refused the verifier",
             registry=r)
-        self.requests = Counter(
-            "cbv_requests", "Requests answered, by listener", ["listener"], registry=r)
-        self.decisions = Counter(
-            "cbv_decisions", "Decisions, by listener, result and the action taken; `would` is "
-            "the action a dry run kept from happening",
-            ["listener", "result", "action", "would"], registry=r)
-        self.decision_seconds = Histogram(
-            "cbv_decision_duration_seconds", "From a request's arrival to its answer",
-            ["listener"], buckets=DECISION_BUCKETS, registry=r)
+        self.answers = AnswerCounts()
+        r.register(self.answers)
         self.errors = Counter(
             "cbv_errors", "Malformed requests, protocol errors and cbv's own failures",
             ["listener", "kind"], registry=r)
@@ -101,12 +173,6 @@ class Telemetry:
         self.egress_state = Enum(
             "cbv_egress_state", "State of each egress", ["egress"],
             states=[state.value for state in EgressState], registry=r)
-        for listener in LISTENERS:  # present from the start, so rates work from zero
-            self.requests.labels(listener)
-            self.decision_seconds.labels(listener)
-        self._answered = {name: (self.requests.labels(name), self.decision_seconds.labels(name))
-                          for name in LISTENERS}
-        self._decided: dict[tuple[str, str, str, str], Counter] = {}
 
     def jobs(self) -> JobTelemetry:
         """The job worker's observer."""
@@ -119,17 +185,13 @@ class Telemetry:
     def answered(self, listener: str, decision: Decision | None, seconds: float) -> None:
         """One well-formed request answered; `decision` None when it was not one cbv
         decides on (and for every HTTP request)."""
-        requests, latency = self._answered[listener]
-        requests.inc()
+        answers = self.answers
+        answers.requests[listener] += 1
         if decision is None:
             return
-        latency.observe(seconds)
+        answers.latencies[listener].observe(seconds)
         action, would = what_happened(decision)
-        key = (listener, decision.result, action, would)
-        counter = self._decided.get(key)
-        if counter is None:  # few combinations: each child is looked up once
-            counter = self._decided[key] = self.decisions.labels(*key)
-        counter.inc()
+        answers.decided((listener, decision.result, action, would))
         if decision.result == ERROR:
             self.errors.labels(listener, "internal_error").inc()
         self.history.decided(listener, decision.address, decision.result, decision.reason,
@@ -138,7 +200,7 @@ class Telemetry:
     def looked_up(self, listener: str, verdict: Verdict, seconds: float) -> None:
         """A verdict asked for directly (the HTTP API, whose requests are counted as they
         come): no site policy, so no action."""
-        self._answered[listener][1].observe(seconds)
+        self.answers.latencies[listener].observe(seconds)
         self.history.decided(listener, verdict.address, verdict.result.value,
                              verdict.reason.value, "lookup", seconds)
 
