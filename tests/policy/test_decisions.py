@@ -160,3 +160,13 @@ def test_cached_and_mx_reach_the_log_fields() -> None:
         "address": "alice@sender.test", "result": "fail", "reason": "mailbox_unknown",
         "action": "reject", "cached": True, "dry_run": True, "mx": "mx1.sender.test",
     }
+
+
+def test_a_cached_verdict_decides_as_it_did_the_first_time() -> None:
+    site, planned = check()
+    cached = verdict(Reason.MAILBOX_UNKNOWN, cached=True)
+    first = site.decide(planned, cached)
+    assert site.decide(planned, cached) is first
+    assert first.action is Action.REJECT
+    _, accepting = check(on_fail="accept")  # other rules, the same verdict
+    assert site.decide(accepting, cached).action is Action.ACCEPT

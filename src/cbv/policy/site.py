@@ -12,6 +12,8 @@ from cbv.policy.decision import Decision, decide, decide_error, decide_pending, 
 from cbv.policy.exclusions import Exclusions
 from cbv.policy.rules import RuleBook, Rules
 
+DECISIONS_REMEMBERED = 4096  # (cached verdict, rules) pairs; forgotten all at once past it
+
 
 @dataclass(slots=True)
 class Check:
@@ -38,6 +40,7 @@ class SitePolicy:
         self.phase = config.phase
         self.rules = RuleBook(config)
         self._exclusions = Exclusions(own_senders, config.local_domains, config.local_networks)
+        self._decided: dict[tuple[int, int], tuple[Verdict, Rules, Decision]] = {}
 
     def plan(self, context: RequestContext) -> Check | Skip:
         kind = context.kind
@@ -61,7 +64,19 @@ class SitePolicy:
         return Check(address, rules, context.recipient)
 
     def decide(self, check: Check, verdict: Verdict) -> Decision:
-        return decide(verdict, check.rules)
+        """A cached verdict is the same object for every request that finds it, and the
+        decision a pure function of it and the rules: made once, then remembered."""
+        rules = check.rules
+        key = (id(verdict), id(rules))
+        known = self._decided.get(key)
+        if known is not None and known[0] is verdict and known[1] is rules:
+            return known[2]
+        decision = decide(verdict, rules)
+        if verdict.cached:
+            if len(self._decided) >= DECISIONS_REMEMBERED:
+                self._decided.clear()
+            self._decided[key] = (verdict, rules, decision)
+        return decision
 
     def decide_pending(self, check: Check) -> Decision:
         return decide_pending(check.address, check.rules)
