@@ -49,12 +49,11 @@ from cbv.protocol.milter import (
     encode_response,
 )
 from cbv.servers.connection import ConnectionTracker, RequestConnection
-from cbv.servers.logs import FIELDS, event
+from cbv.servers.logs import DECISIONS, event
 from cbv.servers.runtime import Answered, Generation, Runtime, Verifying
 from cbv.text import ascii_line
 
 LOG = logging.getLogger("cbv.milter")
-DECISIONS = logging.getLogger("cbv.decision")
 SCORE_HEADER = "X-CBV-Score"
 SUBJECT = "subject"
 # Macros cbv reads; asked for where the MTA lets a filter choose (SMFIF_SETSYMLIST). The
@@ -323,12 +322,12 @@ class MilterConnection(RequestConnection[MilterEvent]):
                 and transaction is self._transaction):
             transaction.marks.append(decision)
         self._runtime.telemetry.answered("milter", decision, seconds)
-        if DECISIONS.isEnabledFor(logging.INFO):
+        if DECISIONS.wanted():
             fields = {"listener": "milter", **decision.log_fields(),
                       "answer": described(response, decision),
                       "queue_id": self._session.macro("i") or "", "recipient": context.recipient,
                       "client": context.client_address, "duration_ms": round(seconds * 1000, 3)}
-            DECISIONS.info("decision", extra={FIELDS: fields})
+            DECISIONS.write(fields)
         return answer
 
     def _end_of_message(self) -> bytes:

@@ -20,11 +20,10 @@ from cbv.protocol.smtpcbd import (
     format_response,
 )
 from cbv.servers.connection import ConnectionTracker, RequestConnection
-from cbv.servers.logs import event
+from cbv.servers.logs import DECISIONS, event
 from cbv.servers.runtime import Answered, Runtime
 
 LOG = logging.getLogger("cbv.smtpcbd")
-DECISIONS = logging.getLogger("cbv.decision")
 
 # unknown says nothing against the address, as site policy's on_unknown = "accept"
 CODES = {
@@ -101,6 +100,8 @@ class CallbackConnection(RequestConnection[CallbackEvent]):
                                config.server.fail_open, time.time())
         seconds = time.perf_counter() - started
         self._runtime.telemetry.answered("smtpcbd", decision, seconds)
-        event(DECISIONS, logging.INFO, "decision", listener="smtpcbd", **decision.log_fields(),
-              answer=line.decode("ascii").rstrip("\n"), duration_ms=round(seconds * 1000, 3))
+        if DECISIONS.wanted():
+            DECISIONS.write({"listener": "smtpcbd", **decision.log_fields(),
+                             "answer": line.decode("ascii").rstrip("\n"),
+                             "duration_ms": round(seconds * 1000, 3)})
         return line
