@@ -155,6 +155,8 @@ class _Sessions:
 
 
 _CONNECT_FAILURES = (Reason.CONNECTION_FAILED, Reason.TIMEOUT)
+_BUDGET_EXHAUSTED = _Decided(
+    Outcome(Reason.TIMEOUT, Stage.CONNECT, detail="callout budget exhausted"), None)
 
 
 def _failed_to_connect(dialogue: Dialogue) -> bool:
@@ -216,7 +218,11 @@ class CalloutRunner:
         known: DomainKnowledge = NOTHING_KNOWN,
     ) -> CalloutReport:
         """Verdicts for `addresses` (all sharing `mx_domain`), guided by what is `known` of
-        the domain, and what this callout learned about it."""
+        the domain, and what this callout learned about it: the hosts of the plan, one
+        session each in order until every address is decided.
+
+        One coroutine for the whole callout (each suspended frame is memory and a step on
+        every wake-up of a callout in flight)."""
         await self._take_turn()  # a wave of callouts asks DNS over several turns
         started = time.monotonic()
         deadline = started + self._config.total_timeout
@@ -226,12 +232,76 @@ class CalloutRunner:
         plan = await self._planner.plan(domain, first.literal_ip)
         await self._take_turn()  # and connects over several when the answers come together
         if plan.failure is not None:
-            sessions = _Sessions({a: _Decided(plan.failure, None) for a in addresses})
-        else:
-            sessions = await self._sessions(
-                domain, addresses, plan.targets, deadline, lines, known)
-        for egress, host in sessions.egress_refusals:
-            await self._egresses.refused(egress, host)
+            failed = _Sessions({a: _Decided(plan.failure, None) for a in addresses})
+            return self._report(addresses, failed, known, started, lines)
+        targets = plan.targets
+        del plan  # what a callout in flight keeps, it keeps for seconds
+        sessions = _Sessions(sender_index=self._first_sender(known))
+        decided = sessions.decided
+        pending = list(addresses)
+        last_failure = _BUDGET_EXHAUSTED
+        senders = self._senders_for(message_recipient_domain.get())
+        hosts = tuple({target.host: None for target in targets})
+        egress = await self._egresses.choose(domain, hosts)
+        failed_egresses: tuple[str, ...] = ()
+        index = 0
+        use_tls = self._options.tls_context is not None
+        while pending and index < len(targets) and time.monotonic() < deadline:
+            if isinstance(egress, NoEgress):
+                last_failure = _Decided(Outcome(
+                    Reason.CONNECTION_FAILED if failed_egresses else Reason.RATE_LIMITED,
+                    Stage.CONNECT, detail=egress.detail), None)
+                sessions.reached_a_host = True  # the domain is not to blame
+                break
+            target = targets[index]
+            dialogue = Dialogue(
+                self._settings(target, use_tls, known, sessions, senders, egress), pending,
+                sessions.sender_index,
+                catch_all=known.catch_all,
+            )
+            async with self._admission.admit(target, egress.name) as admission:
+                denial = admission.denial
+                if denial is not None:
+                    dialogue.abandon(ConnectionLost(Stage.CONNECT, denial.reason, denial.detail))
+                else:
+                    try:
+                        await run_session(target, dialogue, Route(self._connector, egress),
+                                          self._options, deadline, lines)
+                    except TlsHandshakeFailed:
+                        use_tls = False  # the same host again, in plain text
+                        continue
+                    except EgressFailed as exc:
+                        self._egresses.failed(egress, str(exc))
+                        failed_egresses = (*failed_egresses, egress.name)
+                        egress = await self._egresses.choose(domain, hosts, failed_egresses)
+                        if isinstance(egress, NoEgress):
+                            egress = NoEgress(f"{exc}; {egress.detail}")
+                        continue  # the same host through the next egress
+                    self._egresses.succeeded(egress)
+                    await admission.session_over(refusal_of(dialogue), answered(dialogue))
+            self._observe(sessions, dialogue, admitted=denial is None)
+            refusals = [*dialogue.outcomes.values(), dialogue.host_failure]
+            if any(refuses_the_egress(outcome) for outcome in refusals):
+                sessions.egress_refusals.append((egress, target.host))
+            for address, outcome in dialogue.outcomes.items():
+                decided[address] = _Decided(outcome, target)
+            still = dialogue.undecided
+            if dialogue.host_failure is not None or len(still) == len(pending):
+                if dialogue.host_failure is not None:
+                    last_failure = _Decided(dialogue.host_failure, target)
+                index += 1
+                use_tls = self._options.tls_context is not None
+            pending = still
+        sessions.tried_every_host = index >= len(targets)
+        for address in pending:
+            decided[address] = last_failure
+        for refused, host in sessions.egress_refusals:
+            await self._egresses.refused(refused, host)
+        return self._report(addresses, sessions, known, started, lines)
+
+    def _report(self, addresses: Sequence[Address], sessions: _Sessions,
+                known: DomainKnowledge, started: float, lines: list[TranscriptLine] | None
+                ) -> CalloutReport:
         verdicts = {
             address: self._verdict(address, sessions.decided[address], started, lines)
             for address in addresses
@@ -268,78 +338,6 @@ class CalloutRunner:
             unreachable=True if unreachable else None,
             one_recipient_per_transaction=sessions.one_recipient_per_transaction,
         )
-
-    async def _sessions(
-        self,
-        domain: str,
-        addresses: Sequence[Address],
-        targets: Sequence[Target],
-        deadline: float,
-        lines: list[TranscriptLine] | None,
-        known: DomainKnowledge,
-    ) -> _Sessions:
-        sessions = _Sessions(sender_index=self._first_sender(known))
-        senders = self._senders_for(message_recipient_domain.get())
-        decided = sessions.decided
-        pending = list(addresses)
-        last_failure = _Decided(
-            Outcome(Reason.TIMEOUT, Stage.CONNECT, detail="callout budget exhausted"), None
-        )
-        hosts = tuple({target.host: None for target in targets})
-        egress = await self._egresses.choose(domain, hosts)
-        failed_egresses: list[str] = []  # rarely any: a list is the smallest to keep
-        index = 0
-        use_tls = self._options.tls_context is not None
-        while pending and index < len(targets) and time.monotonic() < deadline:
-            if isinstance(egress, NoEgress):
-                last_failure = _Decided(Outcome(
-                    Reason.CONNECTION_FAILED if failed_egresses else Reason.RATE_LIMITED,
-                    Stage.CONNECT, detail=egress.detail), None)
-                sessions.reached_a_host = True  # the domain is not to blame
-                break
-            target = targets[index]
-            dialogue = Dialogue(
-                self._settings(target, use_tls, known, sessions, senders, egress), pending,
-                sessions.sender_index,
-                catch_all=known.catch_all,
-            )
-            async with self._admission.admit(target, egress.name) as admission:
-                denial = admission.denial
-                if denial is not None:
-                    dialogue.abandon(ConnectionLost(Stage.CONNECT, denial.reason, denial.detail))
-                else:
-                    try:
-                        await run_session(target, dialogue, Route(self._connector, egress),
-                                          self._options, deadline, lines)
-                    except TlsHandshakeFailed:
-                        use_tls = False  # the same host again, in plain text
-                        continue
-                    except EgressFailed as exc:
-                        self._egresses.failed(egress, str(exc))
-                        failed_egresses.append(egress.name)
-                        egress = await self._egresses.choose(domain, hosts, failed_egresses)
-                        if isinstance(egress, NoEgress):
-                            egress = NoEgress(f"{exc}; {egress.detail}")
-                        continue  # the same host through the next egress
-                    self._egresses.succeeded(egress)
-                    await admission.session_over(refusal_of(dialogue), answered(dialogue))
-            self._observe(sessions, dialogue, admitted=denial is None)
-            refusals = [*dialogue.outcomes.values(), dialogue.host_failure]
-            if any(refuses_the_egress(outcome) for outcome in refusals):
-                sessions.egress_refusals.append((egress, target.host))
-            for address, outcome in dialogue.outcomes.items():
-                decided[address] = _Decided(outcome, target)
-            still = dialogue.undecided
-            if dialogue.host_failure is not None or len(still) == len(pending):
-                if dialogue.host_failure is not None:
-                    last_failure = _Decided(dialogue.host_failure, target)
-                index += 1
-                use_tls = self._options.tls_context is not None
-            pending = still
-        sessions.tried_every_host = index >= len(targets)
-        for address in pending:
-            decided[address] = last_failure
-        return sessions
 
     @staticmethod
     def _observe(sessions: _Sessions, dialogue: Dialogue, admitted: bool) -> None:
