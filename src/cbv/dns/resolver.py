@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
+import socket
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -18,6 +20,7 @@ import dns.rdatatype
 import dns.resolver
 
 from cbv.config import DnsConfig
+from cbv.protocol import dns_wire
 
 
 class DnsStatus(StrEnum):
@@ -168,6 +171,11 @@ class DnspythonResolver:
 
     def __init__(self, config: DnsConfig, clock: Clock = time.monotonic) -> None:
         self._resolver = stub_resolver(config)
+        servers = config.nameserver_addresses()
+        self._server = servers[0] if servers else None  # the system's: dnspython reads them
+        self._more_servers = len(servers) > 1
+        self._lifetime = self._resolver.lifetime
+        self._attempt_timeout = self._resolver.timeout
         self._negative_default = config.negative_ttl
         self._mx_cache: TtlCache[MxAnswer] = TtlCache(
             config.cache_size, config.negative_ttl, clock
@@ -198,52 +206,109 @@ class DnspythonResolver:
             found.update(zip(missing, answers, strict=True))
         return [found[host] for host in hosts]
 
-    async def _query(
-        self, name: str, rdtype: str
-    ) -> tuple[DnsStatus, dns.resolver.Answer | None, str]:
+    async def _query(self, name: str, rdtype: str) -> _Found:
+        """Asked of the first nameserver over UDP by our own codec; dnspython for the rest
+        (another nameserver, TCP, aliases, failures), within what is left of the timeout."""
+        started = time.monotonic()
+        if self._server is not None:
+            found = await self._query_plain(self._server, name, rdtype)
+            if found is not None:
+                return found
+        left = self._lifetime - (time.monotonic() - started)
+        if left <= 0:
+            return _Found(DnsStatus.TEMPFAIL, f"{name} {rdtype}: DNS timeout")
+        return await self._query_dnspython(name, rdtype, left)
+
+    async def _query_plain(
+        self, server: tuple[str, int], name: str, rdtype: str
+    ) -> _Found | None:
+        qtype = dns_wire.QTYPES[rdtype]
+        ident = secrets.randbits(16)
+        loop = asyncio.get_running_loop()
+        try:
+            query = dns_wire.encode_query(name.removesuffix("."), qtype, ident)
+            family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
+            with socket.socket(family, socket.SOCK_DGRAM) as sock:
+                sock.setblocking(False)
+                sock.connect(server)  # datagrams from anyone else never reach us
+                await loop.sock_sendall(sock, query)
+                async with asyncio.timeout(self._attempt_timeout):
+                    while True:
+                        data = await loop.sock_recv(sock, 65_535)
+                        if data[:2] == query[:2]:  # not a stray reply to an older query
+                            break
+            reply = dns_wire.decode_reply(data, ident, name.removesuffix("."), qtype)
+        except (dns_wire.NotPlain, OSError, TimeoutError):
+            return None
+        if reply.rcode == dns_wire.NXDOMAIN:
+            return _Found(DnsStatus.NXDOMAIN, f"{name}: NXDOMAIN", ttl=self._negative_default)
+        if reply.rcode == dns_wire.YXDOMAIN:
+            return _Found(DnsStatus.NXDOMAIN, f"{name}: name too long",
+                          ttl=self._negative_default)
+        if reply.rcode != dns_wire.NOERROR:  # SERVFAIL, REFUSED...
+            if self._more_servers:
+                return None  # dnspython goes on to the other nameservers
+            return _Found(DnsStatus.TEMPFAIL, f"{name} {rdtype}: SERVFAIL")
+        if not reply.records:
+            ttl = reply.soa_ttl if reply.soa_ttl is not None else self._negative_default
+            return _Found(DnsStatus.NODATA, f"{name}: no {rdtype} records", ttl=ttl)
+        return _Found(DnsStatus.OK, ttl=reply.ttl, records=reply.records)
+
+    async def _query_dnspython(self, name: str, rdtype: str, lifetime: float) -> _Found:
         try:
             answer = await self._resolver.resolve(
-                _absolute(name), rdtype, search=False, raise_on_no_answer=False
+                _absolute(name), rdtype, search=False, raise_on_no_answer=False,
+                lifetime=lifetime,
             )
         except dns.resolver.NXDOMAIN:
-            return DnsStatus.NXDOMAIN, None, f"{name}: NXDOMAIN"
+            return _Found(DnsStatus.NXDOMAIN, f"{name}: NXDOMAIN", ttl=self._negative_default)
         except dns.resolver.YXDOMAIN:
-            return DnsStatus.NXDOMAIN, None, f"{name}: name too long"
+            return _Found(DnsStatus.NXDOMAIN, f"{name}: name too long",
+                          ttl=self._negative_default)
         except dns.resolver.NoNameservers:
-            return DnsStatus.TEMPFAIL, None, f"{name} {rdtype}: SERVFAIL"
+            return _Found(DnsStatus.TEMPFAIL, f"{name} {rdtype}: SERVFAIL")
         except dns.exception.Timeout:
-            return DnsStatus.TEMPFAIL, None, f"{name} {rdtype}: DNS timeout"
+            return _Found(DnsStatus.TEMPFAIL, f"{name} {rdtype}: DNS timeout")
         except dns.exception.DNSException as exc:
-            return DnsStatus.TEMPFAIL, None, f"{name} {rdtype}: {exc}"
+            return _Found(DnsStatus.TEMPFAIL, f"{name} {rdtype}: {exc}")
         if answer.rrset is None:
-            return DnsStatus.NODATA, answer, f"{name}: no {rdtype} records"
-        return DnsStatus.OK, answer, ""
+            return _Found(DnsStatus.NODATA, f"{name}: no {rdtype} records",
+                          ttl=_negative_ttl(answer, self._negative_default))
+        records: tuple[tuple[int, str] | str, ...] = tuple(
+            (rr.preference, _exchange_name(rr.exchange)) if rdtype == "MX" else rr.address
+            for rr in answer.rrset
+        )
+        return _Found(DnsStatus.OK, ttl=answer.rrset.ttl, records=records)
 
     async def _query_mx(self, domain: str) -> MxAnswer:
-        status, answer, detail = await self._query(domain, "MX")
-        if status is not DnsStatus.OK or answer is None or answer.rrset is None:
-            ttl = _negative_ttl(answer, self._negative_default)
-            return MxAnswer(status, ttl=ttl, detail=detail)
-        records = tuple(
-            MxRecord(rr.preference, _exchange_name(rr.exchange)) for rr in answer.rrset
-        )
-        return MxAnswer(DnsStatus.OK, records, answer.rrset.ttl)
+        found = await self._query(domain, "MX")
+        if found.status is not DnsStatus.OK:
+            return MxAnswer(found.status, ttl=found.ttl, detail=found.detail)
+        records = tuple(MxRecord(*record) for record in found.records if isinstance(record, tuple))
+        return MxAnswer(DnsStatus.OK, records, found.ttl)
 
     async def _query_addresses(self, host: str) -> AddressAnswer:
         results = await asyncio.gather(self._query(host, "A"), self._query(host, "AAAA"))
-        addresses: list[str] = []
-        ttls: list[int] = []
-        for status, answer, _ in results:
-            if status is DnsStatus.OK and answer is not None and answer.rrset is not None:
-                addresses.extend(rr.address for rr in answer.rrset)
-                ttls.append(answer.rrset.ttl)
+        addresses = [record for found in results if found.status is DnsStatus.OK
+                     for record in found.records if isinstance(record, str)]
         if addresses:
-            return AddressAnswer(DnsStatus.OK, tuple(addresses), min(ttls))
-        statuses = [status for status, _, _ in results]
-        details = "; ".join(detail for _, _, detail in results if detail)
+            ttl = min(found.ttl for found in results if found.status is DnsStatus.OK)
+            return AddressAnswer(DnsStatus.OK, tuple(addresses), ttl)
+        statuses = [found.status for found in results]
+        details = "; ".join(found.detail for found in results if found.detail)
         if DnsStatus.TEMPFAIL in statuses:
             return AddressAnswer(DnsStatus.TEMPFAIL, detail=details)
-        ttl = min(_negative_ttl(answer, self._negative_default) for _, answer, _ in results)
+        ttl = min(found.ttl for found in results)
         if all(status is DnsStatus.NXDOMAIN for status in statuses):
             return AddressAnswer(DnsStatus.NXDOMAIN, ttl=ttl, detail=details)
         return AddressAnswer(DnsStatus.NODATA, ttl=ttl, detail=details)
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """One lookup's outcome, however it was made."""
+
+    status: DnsStatus
+    detail: str = ""
+    ttl: int = 0  # the records' TTL, or how long a negative answer holds
+    records: tuple[tuple[int, str] | str, ...] = ()  # (preference, exchange) for MX
