@@ -268,7 +268,7 @@ def report(results: Results, quick: bool) -> str:
         f"| {_rss(results.cbv_rss)} | |",
         "",
         f"- Target: at least {MIN_RATE_RATIO:.0%} of the reference's throughput: {rate_ok} "
-        f"({results.ratio:.0%}).",
+        f"({results.ratio:.1%}).",
         f"- Target: server CPU per decision at most {MAX_CPU_RATIO}x the reference's: "
         f"{cpu_ok} ({cpu_ratio:.2f}x).",
         f"- Target: p99 under {MAX_P99_MS:.0f} ms at half of cbv's maximum rate: {p99_ok} "
