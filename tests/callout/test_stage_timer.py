@@ -25,9 +25,9 @@ async def test_stages_due_ever_later_arm_one_timer(monkeypatch: pytest.MonkeyPat
     armed: list[float] = []
     call_at = loop.call_at
 
-    def counting(when: float, callback: Any, *args: Any) -> asyncio.TimerHandle:
+    def counting(when: float, callback: Any, *args: Any, **context: Any) -> asyncio.TimerHandle:
         armed.append(when)
-        return call_at(when, callback, *args)
+        return call_at(when, callback, *args, **context)
 
     monkeypatch.setattr(loop, "call_at", counting)
     timer = StageTimer()

@@ -151,7 +151,7 @@ class _Sessions:
     one_recipient_per_transaction: bool | None = None
     reached_a_host: bool = False
     tried_every_host: bool = False
-    egress_refusals: list[tuple[Egress, str]] = field(default_factory=list)  # (egress, host)
+    egress_refusals: tuple[tuple[Egress, str], ...] = ()  # (egress, host); rarely any
 
 
 _CONNECT_FAILURES = (Reason.CONNECTION_FAILED, Reason.TIMEOUT)
@@ -282,7 +282,7 @@ class CalloutRunner:
             self._observe(sessions, dialogue, admitted=denial is None)
             refusals = [*dialogue.outcomes.values(), dialogue.host_failure]
             if any(refuses_the_egress(outcome) for outcome in refusals):
-                sessions.egress_refusals.append((egress, target.host))
+                sessions.egress_refusals += ((egress, target.host),)
             for address, outcome in dialogue.outcomes.items():
                 decided[address] = _Decided(outcome, target)
             still = dialogue.undecided

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from contextvars import Context
 from types import TracebackType
+
+# `_fire` reads no context variable: one shared empty context spares each timer a copy of
+# the session's (an object every callout in flight would keep).
+_NO_VARIABLES = Context()
 
 
 class StageTimer:
@@ -37,7 +42,7 @@ class StageTimer:
         if handle is None or handle.when() > due:
             if handle is not None:
                 handle.cancel()
-            self._handle = self._loop.call_at(due, self._fire)
+            self._handle = self._loop.call_at(due, self._fire, context=_NO_VARIABLES)
         return self
 
     def __enter__(self) -> None:
@@ -65,7 +70,7 @@ class StageTimer:
         if due is None:
             return  # between stages: the next one arms the timer again
         if due > self._loop.time():
-            self._handle = self._loop.call_at(due, self._fire)
+            self._handle = self._loop.call_at(due, self._fire, context=_NO_VARIABLES)
             return
         self._expired = True
         self._task.cancel()

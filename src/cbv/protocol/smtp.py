@@ -97,7 +97,7 @@ class ReplyParser:
         self._max_lines = max_lines
         self._buffer = b""
         self._code: int | None = None
-        self._lines: list[str] = []
+        self._lines: tuple[str, ...] = ()  # of a multi-line reply under way
         self._reply_bytes = 0
         self._error: ReplyError | None = None
 
@@ -137,16 +137,15 @@ class ReplyParser:
         code, is_last, text = _parse_line(raw)
         if self._code is not None and code != self._code:
             raise ReplyError(f"multi-line reply changed code from {self._code} to {code}")
-        self._code = code
-        self._lines.append(text)
-        self._reply_bytes += len(raw)
-        if self._reply_bytes > self._max_reply_bytes or len(self._lines) > self._max_lines:
+        lines = (*self._lines, text)
+        reply_bytes = self._reply_bytes + len(raw)
+        if reply_bytes > self._max_reply_bytes or len(lines) > self._max_lines:
             raise ReplyError("multi-line reply too long")
         if not is_last:
+            self._code, self._lines, self._reply_bytes = code, lines, reply_bytes
             return None
-        reply = Reply(code, tuple(self._lines))
-        self._code, self._lines, self._reply_bytes = None, [], 0
-        return reply
+        self._code, self._lines, self._reply_bytes = None, (), 0
+        return Reply(code, lines)
 
 
 class CommandError(ValueError):
