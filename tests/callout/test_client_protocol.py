@@ -129,3 +129,18 @@ async def test_the_pacer_lets_a_wave_go_on_a_few_per_turn_in_order() -> None:
         [True, False, True, True, True],
         [True, False, True, True, True],
     ]
+
+
+def test_a_pacer_that_outlives_its_event_loop_starts_afresh_in_the_next() -> None:
+    pacer = TurnPacer(per_turn=1)
+
+    async def fill_the_turn() -> None:
+        assert pacer.admit() is None
+        for _ in range(100):  # more turns queued than the loop's shutdown runs
+            assert pacer.admit() is not None
+
+    async def admitted_at_once() -> bool:
+        return pacer.admit() is None
+
+    asyncio.run(fill_the_turn())
+    assert asyncio.run(admitted_at_once())

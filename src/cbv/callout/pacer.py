@@ -16,16 +16,28 @@ from collections import deque
 
 
 class TurnPacer:
-    __slots__ = ("_per_turn", "_queue", "_released", "_scheduled")
+    __slots__ = ("_loop", "_per_turn", "_queue", "_released", "_scheduled")
 
     def __init__(self, per_turn: int) -> None:
         self._per_turn = per_turn
         self._queue: deque[asyncio.Future[None]] = deque()
         self._released = 0
         self._scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _on_running_loop(self) -> None:
+        """A runner may outlive its event loop (one `asyncio.run` after another): the turn
+        the last loop was in, and its waiters, went with it."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop = loop
+            self._released = 0
+            self._scheduled = False
+            self._queue.clear()
 
     def wake(self, waiter: asyncio.Future[None]) -> None:
         """Complete `waiter` in this turn if it has room, else in a later one."""
+        self._on_running_loop()
         if self._released < self._per_turn and not self._queue:
             self._released += 1
             if not waiter.done():
@@ -36,6 +48,7 @@ class TurnPacer:
 
     def admit(self) -> asyncio.Future[None] | None:
         """None when this turn has room; otherwise a future to await, done in a later turn."""
+        self._on_running_loop()
         if self._released < self._per_turn and not self._queue:
             self._released += 1
             self._schedule()
