@@ -12,6 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cbv.cache.opening import open_cache
+from cbv.callout.plan import Target
+from cbv.config import CacheConfig, LimitsConfig
+from cbv.engine.budgets import allowances
+from cbv.engine.limits import CalloutLimits
 from cbv.testing import MXScript
 from tests.destinations.flood import (
     DEFAULT_BUDGETS,
@@ -25,6 +30,7 @@ from tests.destinations.flood import (
     sessions,
     victims,
 )
+from tests.peers.redis_server import RedisProcess
 from tests.servers.clients import running, server_config
 from tests.world import World
 
@@ -94,3 +100,31 @@ async def test_two_daemons_share_a_refusing_mx_cooldown(
     assert (code, out.strip()) == (0, "forgot the refusals of 1 MX address"), err
     code, out, _ = await cbv_cli("cache", "cooling", "--config", str(toml))
     assert (code, out.strip()) == (0, "no MX address is cooling")
+
+
+async def test_the_gate_looks_at_cooldown_and_budgets_in_one_script(
+    redis_standalone: RedisProcess, redis_url: str
+) -> None:
+    """One round trip per session on a standalone Redis; a cooling address spends nothing."""
+    config = LimitsConfig(ip_per_minute=1, ip_burst=1)
+    opened = open_cache(CacheConfig(url=redis_url))
+    assert opened.redis is not None
+    limits = CalloutLimits.build(config, opened.redis, lease=10.0)
+    cooling, fresh = (allowances(Target("mx.victim.test", ip, 25), config)
+                      for ip in ("192.0.2.1", "192.0.2.2"))
+
+    def scripts_run() -> int:
+        stats = redis_standalone.client().info("commandstats")
+        return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+    try:
+        await limits.cooldown.refused("192.0.2.1", "554 5.7.1 blocked")
+        standing, reserved = await limits.first_look.look("192.0.2.1", cooling)
+        assert standing.cooling and reserved is None
+        assert await limits.destinations.free_in(cooling) == 0.0
+        before = scripts_run()
+        assert (await limits.first_look.look("192.0.2.2", fresh))[1] == 0.0
+        assert scripts_run() == before + 1
+        assert (await limits.first_look.look("192.0.2.2", fresh))[1] == fresh[0]
+    finally:
+        await opened.backend.aclose()

@@ -57,6 +57,35 @@ return math.floor(wait)
 """
 
 
+# The gate's first look in one round trip (standalone Redis only: a Cluster keeps the
+# cooldowns and the budgets in two hash slots). KEYS[1] the cooling hash, the budgets after;
+# ARGV as RESERVE_ALL's. Returns the standing {until, strikes, detail, now} and, unless the
+# address cools, RESERVE_ALL's answer (-i counts the budgets from the first, KEYS[2]).
+STANDING_THEN_RESERVE = """
+local now = redis.call('TIME')
+now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local held = redis.call('HMGET', KEYS[1], 'until', 'strikes', 'detail')
+local standing = {held[1] or '0', held[2] or '0', held[3] or '', now}
+if tonumber(standing[1]) > now then return {standing} end
+local max_wait = tonumber(ARGV[1])
+local tats = {}
+local wait = 0
+for i = 2, #KEYS do
+  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
+  if tat < now then tat = now end
+  local need = tat - tonumber(ARGV[2 * i - 1]) - now
+  if need > max_wait then return {standing, 1 - i} end
+  if need > wait then wait = need end
+  tats[i] = tat + tonumber(ARGV[2 * i - 2])
+end
+for i = 2, #KEYS do
+  redis.call('SET', KEYS[i], string.format('%.0f', tats[i]), 'PX',
+             string.format('%.0f', tats[i] - now + 1000))
+end
+return {standing, math.floor(wait)}
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Allowance:
     """One budget a session to a destination draws on."""
@@ -82,6 +111,11 @@ def allowances(target: Target, config: LimitsConfig) -> tuple[Allowance, ...]:
                                Gcra.per_minute(config.provider_rate(provider),
                                                config.provider_burst)))
     return tuple(found)
+
+
+def reserved(wanted: Sequence[Allowance], answer: int) -> float | Allowance:
+    """RESERVE_ALL's answer: milliseconds to wait, or -i for the i-th allowance, spent."""
+    return wanted[-answer - 1] if answer < 0 else answer / 1000
 
 
 class DestinationBudget(Protocol):
@@ -131,17 +165,20 @@ class RedisDestinationBudget:
         self._reserve = link.client.register_script(RESERVE_ALL)
         self._free_in = link.client.register_script(FREE_IN)
 
-    def _keys(self, wanted: Sequence[Allowance]) -> list[str]:
-        return [self._link.keys.destination(allowance.name) for allowance in wanted]
-
-    async def reserve(self, wanted: Sequence[Allowance]) -> float | Allowance:
+    def args(self, wanted: Sequence[Allowance]) -> list[int]:
+        """RESERVE_ALL's ARGV (and STANDING_THEN_RESERVE's)."""
         args: list[int] = [self._max_wait_ms]
         for allowance in wanted:
             args += [round(allowance.gcra.interval * 1000), round(allowance.gcra.tolerance * 1000)]
+        return args
 
+    def keys(self, wanted: Sequence[Allowance]) -> list[str]:
+        return [self._link.keys.destination(allowance.name) for allowance in wanted]
+
+    async def reserve(self, wanted: Sequence[Allowance]) -> float | Allowance:
         async def in_redis() -> float | Allowance:
-            answer = int(await self._reserve(keys=self._keys(wanted), args=args))
-            return wanted[-answer - 1] if answer < 0 else answer / 1000
+            answer = int(await self._reserve(keys=self.keys(wanted), args=self.args(wanted)))
+            return reserved(wanted, answer)
 
         return await self._link.call(in_redis, lambda: self._local.reserve(wanted))
 
@@ -149,6 +186,6 @@ class RedisDestinationBudget:
         args = [round(allowance.gcra.tolerance * 1000) for allowance in wanted]
 
         async def in_redis() -> float:
-            return int(await self._free_in(keys=self._keys(wanted), args=args)) / 1000
+            return int(await self._free_in(keys=self.keys(wanted), args=args)) / 1000
 
         return await self._link.call(in_redis, lambda: self._local.free_in(wanted))

@@ -148,8 +148,7 @@ class RedisCooldown:
 
     async def standing(self, ip: str) -> Standing:
         async def in_redis() -> Standing:
-            until, strikes, detail, now = await self._standing(keys=[self._link.keys.cooling(ip)])
-            return Standing(ip, int(strikes), int(until) / 1000, _text(detail), int(now) / 1000)
+            return standing_of(ip, await self._standing(keys=[self._link.keys.cooling(ip)]))
 
         return await self._link.call(in_redis, lambda: self._local.standing(ip))
 
@@ -214,6 +213,14 @@ class RedisCooldown:
             return count
 
         return await self._link.strict(lambda: one(ip) if ip is not None else every())
+
+
+def standing_of(ip: str, held: list[bytes | str | int]) -> Standing:
+    """A standing as STANDING (or the gate's first look) answers it: until, strikes, detail,
+    Redis's clock (milliseconds)."""
+    until, strikes, detail, now = held
+    assert isinstance(detail, bytes | str)
+    return Standing(ip, int(strikes), int(until) / 1000, _text(detail), int(now) / 1000)
 
 
 def _text(value: bytes | str) -> str:

@@ -101,6 +101,7 @@ class DestinationGate:
         self._config = config
         self._cooldown = limits.cooldown
         self._budget = limits.destinations
+        self._first_look = limits.first_look
         self._slots = limits.hosts
         self._observer = observer
         self._allowances: dict[Target, tuple[Allowance, ...]] = {}
@@ -128,10 +129,9 @@ class DestinationGate:
         target = admitting.target
         checked = time.monotonic()
         key = cooling_key(target.ip, admitting.egress)
-        standing = await self._cooldown.standing(key)
-        if standing.cooling:
+        standing, reserved = await self._first_look.look(key, self.allowances(target))
+        if reserved is None:
             return self._blocked(target, key, standing)
-        reserved = await self._budget.reserve(self.allowances(target))
         if isinstance(reserved, Allowance):
             self._observer.limit_refused(reserved.name, "destination_budget")
             return _Ticket(self, target, key, Denial(

@@ -17,10 +17,13 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
+from redis.asyncio.cluster import RedisCluster
+
 from cbv.cache.redis_link import RedisLink
 from cbv.config import LimitsConfig
 from cbv.engine.budgets import DestinationBudget, LocalDestinationBudget, RedisDestinationBudget
 from cbv.engine.cooldown import Cooldown, LocalCooldown, RedisCooldown
+from cbv.engine.first_look import FirstLook, LookInTurn, RedisLook
 from cbv.engine.gcra import Gcra
 from cbv.engine.polling import poll_until
 
@@ -236,6 +239,7 @@ class CalloutLimits:
     in_flight: SlotPool  # one pool, GLOBAL_POOL, for every callout
     destinations: DestinationBudget  # per MX address, network and provider
     cooldown: Cooldown  # MX addresses that refused the verifier
+    first_look: FirstLook  # the cooldown, then the destination budgets, before a session
 
     @classmethod
     def build(cls, config: LimitsConfig, link: RedisLink | None, lease: float,
@@ -247,11 +251,19 @@ class CalloutLimits:
         destinations = LocalDestinationBudget(config.max_wait)
         cooldown = LocalCooldown(config.refusal_cooldown, clock)
         if link is None:
-            return cls(budget, hosts, in_flight, destinations, cooldown)
+            return cls(budget, hosts, in_flight, destinations, cooldown,
+                       LookInTurn(cooldown, destinations))
+        shared_destinations = RedisDestinationBudget(link, config.max_wait, destinations)
+        shared_cooldown = RedisCooldown(link, config.refusal_cooldown, cooldown)
+        first_look: FirstLook = (
+            LookInTurn(shared_cooldown, shared_destinations)
+            if isinstance(link.client, RedisCluster)
+            else RedisLook(link, shared_destinations, LookInTurn(cooldown, destinations)))
         return cls(
             RedisBudget(link, config, budget),
             RedisSlotPool(link, config.mx_concurrency, config.max_wait, lease, hosts),
             RedisSlotPool(link, config.max_in_flight, config.max_wait, lease, in_flight),
-            RedisDestinationBudget(link, config.max_wait, destinations),
-            RedisCooldown(link, config.refusal_cooldown, cooldown),
+            shared_destinations,
+            shared_cooldown,
+            first_look,
         )
