@@ -342,8 +342,10 @@ def measure_cbv(scale: Scale, nameserver: str, port: int, mode: str,
     return result
 
 
-def measure_slow(scale: Scale, nameserver: str, port: int) -> dict[str, Any]:
-    """`in_flight` verify() calls at once against the slow farm, sampling VmRSS."""
+def measure_slow(scale: Scale, nameserver: str, port: int, loop: str = "asyncio"
+                 ) -> dict[str, Any]:
+    """`in_flight` verify() calls at once against the slow farm, sampling VmRSS; loop:
+    "asyncio" or "uvloop"."""
     items = [i for i in _prepare(scale) if domain_kind(i.domain) == "mx"][: scale.in_flight]
     config = cbv_config(nameserver, port, scale.in_flight)
     tune_for_many_connections()  # as the `cbv` command does
@@ -371,7 +373,8 @@ def measure_slow(scale: Scale, nameserver: str, port: int) -> dict[str, Any]:
     verdicts: list[Verdict] = []
 
     def run() -> dict[str, Any]:
-        verdicts.extend(asyncio.run(verify()))
+        with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
+            verdicts.extend(runner.run(verify()))
         return {}
 
     result = _measured(run)
@@ -491,6 +494,8 @@ def run(scale: Scale, ports: Sequence[int] = (25, 0), py3ve: bool = True, rounds
         if scale.in_flight:
             farm.set_delay(SLOW_DELAY)
             phase("slow", measure_slow, nameserver, farm.port, best_of=1)
+            if importlib.util.find_spec("uvloop") is not None:
+                phase("slow_uvloop", measure_slow, nameserver, farm.port, "uvloop", best_of=1)
             farm.set_delay(0.0)
     finally:
         dns.stop()
@@ -514,6 +519,7 @@ ROWS = [
     ("cbv_single_mx_uvloop", "the same on uvloop"),
     ("py3ve", f"py3-validate-email, {PY3VE_THREADS} threads"),
     ("slow", f"cbv, slow farm ({SLOW_DELAY:g} s/reply)"),
+    ("slow_uvloop", "the same on uvloop"),
 ]
 
 
@@ -624,9 +630,11 @@ def informational(results: dict[str, Any]) -> list[str]:
                       if key in results and len(results[key]["rounds"]) > 1)
     if walls:
         notes.append(f"wall seconds of every round: {walls}")
-    if "slow" in results:
-        slow = results["slow"]
-        notes.append(f"slow farm: VmRSS {slow['rss_baseline_mb']:.0f} MB before, sampled peak "
+    for key, what in (("slow", "slow farm"), ("slow_uvloop", "slow farm on uvloop")):
+        if key not in results:
+            continue
+        slow = results[key]
+        notes.append(f"{what}: VmRSS {slow['rss_baseline_mb']:.0f} MB before, sampled peak "
                      f"{slow['rss_sampled_peak_mb']:.0f} MB, VmHWM {slow['peak_rss_mb']:.0f} MB; "
                      f"longest event-loop stall {slow['max_stall']:.2f} s, longest garbage "
                      f"collection {slow['longest_gc']:.2f} s; {slow['dns_timeouts']:,} verdicts "
@@ -677,8 +685,8 @@ def report(results: dict[str, Any], scale: Scale, command: str, elapsed: float) 
         f"(out of {len(os.sched_getaffinity(0))}): above ~0.2, wall-clock rates are "
         "depressed and the CPU figures are the ones to compare.",
         f"- Each throughput row is the fastest of {len(results['floor']['rounds'])} round(s), "
-        "each in a fresh process (walls of every round are listed below); the slow farm row is "
-        "one round.",
+        "each in a fresh process (walls of every round are listed below); the slow farm rows are "
+        "one round each.",
         "- Throughput counts addresses with a verdict per second of wall time. cbv needs no "
         "SMTP for domains without mail, and `verify_many` asks up to 9 addresses per session "
         "(plus a catch-all probe); the floor makes one session per address. The row \"MX "
