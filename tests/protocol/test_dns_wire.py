@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import dns.flags
 import dns.message
+import dns.name
 import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.ANY.MX
 import dns.rrset
 import pytest
 from hypothesis import given
@@ -89,6 +93,18 @@ def test_names_the_codec_cannot_write_are_left_to_the_full_resolver() -> None:
     for name in ("bücher.test", "a..test", "x" * 64 + ".test", "a\\.b.test"):
         with pytest.raises(NotPlain):
             encode_query(name, MX, 1)
+
+
+@pytest.mark.parametrize("label", [b"mx\r\nforged", b"a.b", b"mx one", b"mx\x00", b"m\\x"])
+def test_exchanges_that_are_not_host_names_are_left_to_the_full_resolver(label: bytes) -> None:
+    """dnspython writes such a name escaped; raw, it would reach logs and cache keys."""
+    wire = encode_query("example.test", MX, 13)
+    answer = dns.rrset.RRset(dns.name.from_text("example.test."), dns.rdataclass.IN,
+                             dns.rdatatype.MX)
+    answer.add(dns.rdtypes.ANY.MX.MX(dns.rdataclass.IN, dns.rdatatype.MX, 10,
+                                     dns.name.Name([label, b"test", b""])), 300)
+    with pytest.raises(NotPlain):
+        decode_reply(reply_to(wire, answer), 13, "example.test", MX)
 
 
 @given(st.binary(max_size=600))

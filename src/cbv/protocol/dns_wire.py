@@ -9,6 +9,7 @@ answer with dnspython costs ~116 µs of CPU per MX lookup.
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 
@@ -26,6 +27,9 @@ _RR = struct.Struct("!HHIH")
 _MAX_NAME = 255
 _MAX_LABEL = 63
 _MAX_POINTERS = 32
+# A host name's label; any other byte (a dot, a space, CR, LF...) is left to dnspython, which
+# writes it escaped, so no MX name from a hostile zone reaches a log line or a key raw.
+_HOST_LABEL = re.compile(rb"[A-Za-z0-9_-]+")
 
 
 class NotPlain(Exception):
@@ -69,7 +73,10 @@ def _name(data: bytes, offset: int) -> tuple[str, int]:
             raise NotPlain("bad label")
         if length == 0:
             return ".".join(labels), (end if end >= 0 else offset + 1)
-        labels.append(data[offset + 1:offset + 1 + length].decode("ascii").lower())
+        label = data[offset + 1:offset + 1 + length]
+        if not _HOST_LABEL.fullmatch(label):
+            raise NotPlain("not a host name")
+        labels.append(label.decode("ascii").lower())
         offset += 1 + length
     raise NotPlain("compression loop")
 
