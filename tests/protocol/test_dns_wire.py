@@ -6,9 +6,6 @@ import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
-import dns.rdataclass
-import dns.rdatatype
-import dns.rdtypes.ANY.MX
 import dns.rrset
 import pytest
 from hypothesis import given
@@ -99,10 +96,8 @@ def test_names_the_codec_cannot_write_are_left_to_the_full_resolver() -> None:
 def test_exchanges_that_are_not_host_names_are_left_to_the_full_resolver(label: bytes) -> None:
     """dnspython writes such a name escaped; raw, it would reach logs and cache keys."""
     wire = encode_query("example.test", MX, 13)
-    answer = dns.rrset.RRset(dns.name.from_text("example.test."), dns.rdataclass.IN,
-                             dns.rdatatype.MX)
-    answer.add(dns.rdtypes.ANY.MX.MX(dns.rdataclass.IN, dns.rdatatype.MX, 10,
-                                     dns.name.Name([label, b"test", b""])), 300)
+    exchange = dns.name.Name([label, b"test", b""]).to_text()
+    answer = dns.rrset.from_text("example.test.", 300, "IN", "MX", f"10 {exchange}")
     with pytest.raises(NotPlain):
         decode_reply(reply_to(wire, answer), 13, "example.test", MX)
 
