@@ -150,3 +150,22 @@ async def test_redis_with_hmac_keeps_addresses_out_of_keys_and_values(redis_url:
         assert len(exported) == 1 and exported[0].startswith("hmac:")
     finally:
         await backend.aclose()
+
+
+async def test_a_peek_finds_only_what_is_held_in_this_process(
+    backend: CacheBackend, clock: FakeClock
+) -> None:
+    stored = record("alice@example.test", Reason.MAILBOX_UNKNOWN)
+    await backend.put(stored)
+    alice = parse_address("alice@example.test")
+    held_here = isinstance(backend, MemoryBackend | SQLiteBackend)  # Redis holds nothing here
+    assert backend.peek(alice) == (stored if held_here else None)
+    assert backend.peek(parse_address("bob@example.test")) is None
+    clock.advance(3 * 3_600)
+    assert backend.peek(alice) is None
+
+
+async def test_a_peek_does_not_see_a_purged_record(backend: CacheBackend) -> None:
+    await backend.put(record("alice@example.test"))
+    await backend.purge_address(parse_address("alice@example.test"))
+    assert backend.peek(parse_address("alice@example.test")) is None

@@ -12,6 +12,7 @@ import pytest_asyncio
 from cbv.address import parse_address
 from cbv.cache.memory import MemoryBackend
 from cbv.cache.records import CachedVerdict
+from cbv.engine.observer import NoObserver
 from cbv.engine.polling import poll_until
 from cbv.engine.verifier import Verifier
 from cbv.model import Reason, Result, Stage
@@ -281,3 +282,42 @@ async def test_verify_many_answers_cached_addresses_without_a_session(setup: Set
                                                           (ALICE, True)]
     assert setup.mx.rcpts.count(ALICE) == 1
     assert setup.mx.rcpts.count(BOB) == 1
+
+
+class CacheLookups(NoObserver):
+    def __init__(self) -> None:
+        self.hits: list[bool] = []
+
+    def cache_lookup(self, hit: bool) -> None:
+        self.hits.append(hit)
+
+
+async def test_a_cached_verdict_is_had_without_waiting_and_counted_as_a_hit(
+    world: World, setup: Setup,
+) -> None:
+    await world.mx("example.test", {"127.0.0.2": MXScript(rcpt=KNOWN)})
+    lookups = CacheLookups()
+    async with Verifier(world.config(), cache=setup.cache, clock=setup.clock,
+                        observer=lookups) as verifier:
+        assert verifier.cached(ALICE) is None  # not known yet: `verify` will look and count
+        assert verifier.cached("not an address") is None
+        fresh = await verifier.verify(ALICE)
+        held = verifier.cached(ALICE)
+        assert held == await verifier.verify(ALICE)
+    assert held is not None and held.cached and held.checked_at == fresh.checked_at
+    assert lookups.hits == [False, True, True]
+
+
+async def test_past_refresh_time_the_held_verdict_is_answered_and_renewed_behind(
+    setup: Setup,
+) -> None:
+    async with await setup.verifier(MXScript(rcpt=KNOWN)) as verifier:
+        first = await verifier.verify(ALICE)
+        setup.clock.advance(86_400 + 1)
+        stale = verifier.cached(ALICE)
+        assert stale is not None and stale.checked_at == first.checked_at
+        await wait_for_connections(setup.mx, 2)
+        await wait_for_stored(
+            setup.cache, ALICE,
+            lambda r: r is not None and r.verdict.checked_at > first.checked_at, "the renewal")
+    assert setup.mx.rcpts.count(ALICE) == 2

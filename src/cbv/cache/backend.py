@@ -25,6 +25,11 @@ class CacheBackend(Protocol):
         """The record, or None when absent or expired."""
         ...
 
+    def peek(self, address: Address) -> CachedVerdict | None:
+        """The record if it is held in this process, with no I/O and no waiting; None when
+        it is not, or only a look elsewhere could tell (then `get` is the answer)."""
+        ...
+
     async def put(self, record: CachedVerdict) -> None: ...
 
     async def facts(self, domain: str) -> dict[str, Fact]:

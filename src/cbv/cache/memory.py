@@ -25,6 +25,9 @@ class MemoryBackend:
         return "memory://"
 
     async def get(self, address: Address) -> CachedVerdict | None:
+        return self.peek(address)
+
+    def peek(self, address: Address) -> CachedVerdict | None:
         key = str(address)
         record = self._records.get(key)
         if record is None:

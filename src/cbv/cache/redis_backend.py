@@ -133,6 +133,10 @@ class RedisBackend:
 
         return await self._run(from_redis, lambda local: local.get(address), key)
 
+    def peek(self, address: Address) -> CachedVerdict | None:
+        """Redis keeps nothing in this process: only `get` can tell."""
+        return None
+
     async def put(self, record: CachedVerdict) -> None:
         async def to_redis() -> None:
             ttl = _ttl_ms(record.expires_at, self._clock())

@@ -293,14 +293,24 @@ class SQLiteBackend:
                 return
             self._tier.popitem(last=False)
 
-    async def get(self, address: Address) -> CachedVerdict | None:
+    def peek(self, address: Address) -> CachedVerdict | None:
+        """From the memory tier only."""
         key = str(address)
         held = self._tier.get(key)
+        if held is None:
+            return None
         now = self._clock()
+        if now < held[0] and now < held[1].expires_at:
+            return held[1]
+        del self._tier[key]
+        return None
+
+    async def get(self, address: Address) -> CachedVerdict | None:
+        held = self.peek(address)
         if held is not None:
-            if now < held[0] and now < held[1].expires_at:
-                return held[1]
-            del self._tier[key]
+            return held
+        key = str(address)
+        now = self._clock()
 
         def query(connection: sqlite3.Connection) -> tuple[str, float, float] | None:
             row: tuple[str, float, float] | None = connection.execute(

@@ -50,6 +50,15 @@ class VerdictStore:
         self._observer.cache_lookup(record is not None)
         return record
 
+    def held(self, address: Address) -> CachedVerdict | None:
+        """A request's look in the cache's in-process memory, without waiting: a record
+        found is counted as a hit; none found counts nothing (`lookup` then looks and
+        counts)."""
+        record = self.cache.peek(address)
+        if record is not None:
+            self._observer.cache_lookup(True)
+        return record
+
     def needs_refresh(self, record: CachedVerdict) -> bool:
         return record.needs_refresh(self._clock())
 

@@ -18,6 +18,7 @@ from typing import Unpack
 
 from cbv.address import Address, AddressError, parse_address
 from cbv.cache.backend import CacheBackend
+from cbv.cache.records import CachedVerdict
 from cbv.config import Config
 from cbv.egress.pool import EgressPool
 from cbv.engine.assembly import Engine, Injected, assemble
@@ -117,6 +118,17 @@ class Verifier:
         verdicts = await self._callouts.resolve([parsed], transcript, use_cache)
         return verdicts[parsed]
 
+    def cached(self, address: str) -> Verdict | None:
+        """The verdict `verify(address)` would answer from the cache's in-process memory,
+        without waiting for anything; None when it is not there (or the backend keeps
+        none, as Redis), and `verify` is the way. Counted, and renewed in the background
+        when due, as `verify` does; called in the event loop."""
+        try:
+            parsed = _parse(address)
+        except AddressError:
+            return None
+        return self._answer(parsed, self._store.held(parsed))
+
     async def verify_many(
         self, addresses: Iterable[str], *, transcript: bool = False, use_cache: bool = True
     ) -> list[Verdict]:
@@ -194,7 +206,13 @@ class Verifier:
         return found
 
     async def _lookup(self, address: Address) -> Verdict | None:
-        record = await self._store.lookup(address)
+        record = self._store.held(address)
+        if record is None:
+            record = await self._store.lookup(address)
+        return self._answer(address, record)
+
+    def _answer(self, address: Address, record: CachedVerdict | None) -> Verdict | None:
+        """A cached record's verdict, its renewal started when it is due for one."""
         if record is None:
             return None
         if self._store.needs_refresh(record):
