@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from itertools import pairwise
 
+from cbv.callout.runner import CALLOUTS_PER_TURN
 from cbv.engine.observer import NoObserver
 from cbv.engine.verifier import Verifier
 from cbv.model import Result
@@ -61,3 +63,29 @@ async def test_a_caller_that_goes_away_does_not_cancel_the_shared_callout(world:
         verdict = await patient
     assert verdict.result is Result.PASS
     assert mx.rcpts.count(ALICE) == 1
+
+
+class CalloutStarts(NoObserver):
+    def __init__(self) -> None:
+        self.count = 0
+
+    def callout_started(self) -> None:
+        self.count += 1
+
+
+async def test_a_wave_of_misses_starts_its_callouts_a_few_per_turn(world: World) -> None:
+    farm = await world.mx("example.test", {"127.0.0.2": MXScript(catch_all=True)})
+    addresses = [f"user{n}@example.test" for n in range(3 * CALLOUTS_PER_TURN)]
+    starts = CalloutStarts()
+    config = world.config(limits={"domain_burst": 1_000})
+    async with Verifier(config, observer=starts) as verifier:
+        wave = asyncio.gather(*(verifier.verify(address) for address in addresses))
+        started_by_turn = [0]
+        while not wave.done():
+            await asyncio.sleep(0)
+            started_by_turn.append(starts.count)
+        verdicts = await wave
+    assert max(b - a for a, b in pairwise(started_by_turn)) <= CALLOUTS_PER_TURN
+    assert starts.count == len(addresses)
+    assert {v.result for v in verdicts} == {Result.PASS}
+    assert set(addresses) <= set(farm.servers["127.0.0.2"].rcpts)
