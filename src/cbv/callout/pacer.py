@@ -58,6 +58,13 @@ class TurnPacer:
         self._schedule()
         return waiter
 
+    async def take_turn(self) -> None:
+        """Go on in this turn if it has room, else in a later one; the future awaited goes
+        with this coroutine, not kept in the caller's frame while its callout is in flight."""
+        waiter = self.admit()
+        if waiter is not None:
+            await waiter
+
     def _schedule(self) -> None:
         if not self._scheduled:
             self._scheduled = True

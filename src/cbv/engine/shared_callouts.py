@@ -52,9 +52,7 @@ class SharedCallouts:
         A wave of misses (thousands of `verify()` calls at once) starts over several
         event-loop turns: each start walks the engine down to the runner, and 10,000 of
         them in one turn held the loop for 0.2 s (callout/pacer.py)."""
-        turn = self._pacer.admit()
-        if turn is not None:
-            await turn
+        await self._pacer.take_turn()
         if transcript:  # the caller asked for its own dialogue: nothing to share
             return await self._callout.run(addresses, transcript=True, use_cache=use_cache)
         waiting: dict[Address, asyncio.Future[Verdict]] = {}
