@@ -15,6 +15,7 @@ from typing import cast
 import pytest
 import pytest_asyncio
 
+from cbv.address import parse_address
 from cbv.servers.admission import ConnectionCap
 from cbv.servers.connection import MAX_PIPELINED, ConnectionTracker
 from cbv.servers.daemon import Daemon
@@ -163,6 +164,43 @@ async def test_other_connections_are_answered_between_a_floods_cached_answers(
     assert other.answers == [DUNNO]
     assert len(flood.answers) < MAX_PIPELINED, "the flood was answered first"
     await flood.wait_for(10_000)
+
+
+async def test_a_cached_answer_goes_out_in_the_read_that_brought_it(daemon: Daemon) -> None:
+    """No worker task and no waiting for a verdict held in memory; of a pipelined read
+    only the first is answered at once, the rest in turn with the other connections."""
+    transport = RecordingTransport()
+    connection = connection_on(daemon, transport)
+
+    connection.data_received(policy_request(CACHED) * 3)
+    assert transport.answers == [DUNNO]
+    assert connection.busy
+    await transport.wait_for(3)
+    assert transport.answers == [DUNNO] * 3
+
+
+async def test_a_sender_not_in_the_cache_is_answered_by_the_worker(daemon: Daemon) -> None:
+    transport = RecordingTransport()
+    connection = connection_on(daemon, transport)
+
+    connection.data_received(policy_request("nobody@fail.test"))
+    assert transport.answers == []
+    assert connection.busy
+    await transport.wait_for(1)
+    assert transport.answers[0].startswith(b"action=550 ")
+
+
+async def test_a_messages_later_request_takes_the_verdict_its_first_was_answered_with(
+    daemon: Daemon,
+) -> None:
+    transport = RecordingTransport()
+    connection = connection_on(daemon, transport)
+    connection.data_received(policy_request(CACHED, instance="7.65530000.1234.0"))
+    await daemon.runtime.generation.verifier.cache.purge_address(parse_address(CACHED))
+
+    connection.data_received(policy_request(CACHED, "carol@example.test",
+                                            instance="7.65530000.1234.0"))
+    assert transport.answers == [DUNNO, DUNNO]  # at once: no callout for the purged one
 
 
 async def test_answers_stop_when_the_client_is_gone(daemon: Daemon) -> None:

@@ -113,6 +113,11 @@ class RequestConnection(asyncio.Protocol, Generic[Event]):
         """Never raises for a bad request: that gets an answer like any other."""
         raise NotImplementedError
 
+    def answer_now(self, request: Event) -> bytes | None:
+        """The answer if it can be given without waiting for anything (a cached verdict);
+        None: `answer` works it out in the worker."""
+        return None
+
     async def decided(self, context: RequestContext, respond: Respond,
                       message_id: str = "") -> bytes:
         """The answer to one request for a decision: `respond()` once the site policy has
@@ -161,7 +166,23 @@ class RequestConnection(asyncio.Protocol, Generic[Event]):
         self._parser.receive(data)
         if self._take_requests():
             self.last_active = time.monotonic()
-            self._start_worker()
+            if self._worker is None and not self._answered_first_now():
+                self._start_worker()
+
+    def _answered_first_now(self) -> bool:
+        """Answer the first request of this read in this callback, with no worker task,
+        when that needs no waiting. One at most: the rest wait for the worker, which
+        lets the other connections run between answers."""
+        transport = self._open_transport()
+        if transport is None or not self._writable.is_set():
+            return False
+        response = self.answer_now(self._pending[0])
+        if response is None:
+            return False
+        self._next()
+        transport.write(response)
+        self._after_answer()
+        return True
 
     def eof_received(self) -> bool:
         self._eof = True

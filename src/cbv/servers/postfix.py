@@ -90,6 +90,14 @@ class PolicyConnection(RequestConnection[PolicyEvent]):
             request.instance,
         )
 
+    def answer_now(self, request: PolicyEvent) -> bytes | None:
+        if isinstance(request, MalformedRequest) or request.request not in ("", REQUEST_TYPE):
+            return None
+        started = time.perf_counter()
+        answered = self._runtime.generation.answer_at_once(context_of(request),
+                                                          request.instance)
+        return None if answered is None else self._respond(request, answered, started)
+
     def _respond(self, request: PolicyRequest, answered: Answered, started: float) -> bytes:
         decision = answered.decision
         action = postfix_action(decision)

@@ -52,28 +52,59 @@ class Generation:
         self.config = config
         self.verifier = Verifier(assemble(config, observer=telemetry.engine(config)))
         self.policy = SitePolicy(config.policy, self.verifier.senders)
-        self._by_message: OrderedDict[tuple[str, str], asyncio.Future[Verdict]] = OrderedDict()
+        self._by_message: OrderedDict[tuple[str, str], asyncio.Future[Verdict] | Verdict] = (
+            OrderedDict())
         self._running: dict[asyncio.Future[Verdict], asyncio.Task[object] | None] = {}
         self._users = 0
         self._idle = asyncio.Event()
         self._idle.set()
+
+    def answer_at_once(self, context: RequestContext, message_id: str = "") -> Answered | None:
+        """The answer when it needs no waiting: nothing to verify, the message's verdict
+        already in, or one the cache holds in memory. None: `begin` it."""
+        planned = self.policy.plan(context)
+        if isinstance(planned, Skip):
+            return Answered(planned.decision, None)
+        return self._held(planned, message_id)
 
     def begin(self, context: RequestContext, message_id: str = "") -> Answered | Verifying:
         """Plan the request; the callout is its own, or the one its message already has."""
         planned = self.policy.plan(context)
         if isinstance(planned, Skip):
             return Answered(planned.decision, None)
+        held = self._held(planned, message_id)
+        if held is not None:
+            return held
         key = (message_id, planned.address)
-        if message_id:
-            shared = self._by_message.get(key)
-            if shared is not None:
-                return Verifying(planned, shared, runs_it=False)
+        shared = self._by_message.get(key) if message_id else None
+        if isinstance(shared, asyncio.Future):
+            return Verifying(planned, shared, runs_it=False)
         outcome: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
         if message_id:
-            self._by_message[key] = outcome
-            if len(self._by_message) > MESSAGES_REMEMBERED:
-                self._by_message.popitem(last=False)
+            self._share(key, outcome)
         return Verifying(planned, outcome, runs_it=True)
+
+    def _held(self, planned: Check, message_id: str) -> Answered | None:
+        """Decided on the verdict the message already has, or on one the cache holds in
+        memory (no future, no coroutine); None when a callout is under way or needed."""
+        key = (message_id, planned.address)
+        shared = self._by_message.get(key) if message_id else None
+        if shared is None:
+            with for_recipient(planned.recipient):  # a renewal it starts calls out for it
+                shared = self.verifier.cached(planned.address)
+            if shared is None:
+                return None
+            if message_id:
+                self._share(key, shared)
+        if not isinstance(shared, Verdict):
+            return None  # the message's callout is under way
+        return Answered(self.policy.decide(planned, shared), shared)
+
+    def _share(self, key: tuple[str, str], outcome: asyncio.Future[Verdict] | Verdict) -> None:
+        """The message's later requests for the same address take this verdict."""
+        self._by_message[key] = outcome
+        if len(self._by_message) > MESSAGES_REMEMBERED:
+            self._by_message.popitem(last=False)
 
     async def finish(self, verifying: Verifying) -> Answered:
         """The decision once the callout is done; cbv's own failure is decided, not raised.
