@@ -59,6 +59,7 @@ class Quit:
 
 
 Action = Send | StartTLS | Quit
+_KEYWORDS_READ = ("PIPELINING", "SMTPUTF8", "STARTTLS", "VRFY")  # what a session asks of EHLO
 Steps = Generator[Action, list[Reply], None]
 
 
@@ -139,16 +140,21 @@ class Dialogue:
         """The session from the banner (the first action, yielded before the driver
         connects) to QUIT; ends early when `ConnectionLost` is thrown in."""
         try:
-            (banner,) = yield Send((), Stage.BANNER)
-            if not banner.is_positive:
-                self._host_refused(Stage.BANNER, banner)
-            else:
+            if (yield from self._banner()):
                 extensions = yield from self._greet()
                 if extensions is not None:
                     yield from self._verify_addresses(extensions)
             yield Quit()
         except ConnectionLost as lost:
             self._connection_lost(lost)
+
+    def _banner(self) -> Generator[Action, list[Reply], bool]:
+        """Whether the server greets us; the banner goes with this frame, not kept in
+        `steps()` while the session waits for its later replies."""
+        (banner,) = yield Send((), Stage.BANNER)
+        if not banner.is_positive:
+            self._host_refused(Stage.BANNER, banner)
+        return banner.is_positive
 
     def abandon(self, lost: ConnectionLost) -> None:
         """End a session that never got its connection (no slot free for the host); its
@@ -180,7 +186,9 @@ class Dialogue:
         else:
             self.host_failure = judged
 
-    def _greet(self) -> Generator[Action, list[Reply], dict[str, str] | None]:
+    def _greet(self) -> Generator[Action, list[Reply], tuple[str, ...] | None]:
+        """The EHLO keywords the session reads that the server advertised (a small tuple
+        kept while the session goes on, not the parsed reply), or None when refused."""
         helo = self.settings.helo_name
         (reply,) = yield _send("EHLO", helo, Stage.EHLO)
         if reply.is_permanent:
@@ -188,11 +196,11 @@ class Dialogue:
             if not reply.is_positive:
                 self._host_refused(Stage.EHLO, reply)
                 return None
-            return {}
+            return ()
         if not reply.is_positive:
             self._host_refused(Stage.EHLO, reply)
             return None
-        extensions = parse_ehlo_extensions(reply)
+        extensions = _keywords_read(reply)
         if self.tls_active or not self.settings.starttls or "STARTTLS" not in extensions:
             return extensions
         (reply,) = yield _send("STARTTLS", "", Stage.STARTTLS)
@@ -202,11 +210,11 @@ class Dialogue:
         self.tls_active = True
         return (yield from self._greet())
 
-    def _verify_addresses(self, extensions: dict[str, str]) -> Steps:
+    def _verify_addresses(self, extensions: tuple[str, ...]) -> Steps:
         pipelining = "PIPELINING" in extensions
         settings = self.settings
         vrfy = settings.force_vrfy or (settings.try_vrfy and "VRFY" in extensions)
-        for address in list(self.addresses):
+        for address in self.addresses:
             if address in self.outcomes:
                 continue
             if address.needs_smtputf8 and "SMTPUTF8" not in extensions:
@@ -235,12 +243,12 @@ class Dialogue:
         probe = self._probe_address(address)
         alone = self.settings.one_recipient_per_transaction or self.one_recipient_per_transaction
         if probe is not None and alone:
-            replies = yield from self._mail_transaction([probe], smtputf8, pipelining)
+            replies = yield from self._mail_transaction((probe,), smtputf8, pipelining)
             if replies is None:
                 return False
             self._learn_catch_all(replies[0])
             probe = None
-        rcpts = [str(address)] if probe is None else [probe, str(address)]
+        rcpts = (str(address),) if probe is None else (probe, str(address))
         replies = yield from self._mail_transaction(rcpts, smtputf8, pipelining)
         if replies is None:
             return False
@@ -256,7 +264,7 @@ class Dialogue:
             if not retry:
                 self.sender_index += 1
             retry = False
-            replies = yield from self._mail_transaction([str(address)], smtputf8, pipelining)
+            replies = yield from self._mail_transaction((str(address),), smtputf8, pipelining)
             if replies is None:
                 return False
             rcpt = replies[0]
@@ -273,20 +281,25 @@ class Dialogue:
         self.catch_all = classify_catch_all_probe(reply, self.settings.mx_host)
 
     def _mail_transaction(
-        self, rcpts: list[str], smtputf8: bool, pipelining: bool
+        self, rcpts: tuple[str, ...], smtputf8: bool, pipelining: bool
     ) -> Generator[Action, list[Reply], list[Reply] | None]:
         """MAIL FROM (the next sender when refused) and RCPT TO for each of `rcpts`; their
         replies, or None when the session must end."""
         while True:
             if self._rcpts_sent and self._rcpts_sent + len(rcpts) > self.settings.max_rcpts:
                 return None
-            commands: list[Command] = []
-            if self._transaction_open:
-                commands.append(_command("RSET", "", Stage.MAIL))
             extension = " SMTPUTF8" if smtputf8 else ""
-            commands.append(_command("MAIL", f"FROM:<{self.sender}>{extension}", Stage.MAIL))
-            commands += [_command("RCPT", f"TO:<{rcpt}>", Stage.RCPT) for rcpt in rcpts]
-            replies = yield from self._exchange(commands, pipelining)
+            # One tuple, the one the driver is handed (kept while the replies are awaited).
+            commands = (
+                *((_command("RSET", "", Stage.MAIL),) if self._transaction_open else ()),
+                _command("MAIL", f"FROM:<{self.sender}>{extension}", Stage.MAIL),
+                *(_command("RCPT", f"TO:<{rcpt}>", Stage.RCPT) for rcpt in rcpts),
+            )
+            if pipelining:  # yielded here: no generator frame of its own while awaited
+                self._rcpts_sent += sum(1 for c in commands if c.stage is Stage.RCPT)
+                replies = yield Send(commands, commands[-1].stage)
+            else:
+                replies = yield from self._one_by_one(commands)
             if self._transaction_open:
                 rset = replies.pop(0)
                 self._transaction_open = False
@@ -311,13 +324,10 @@ class Dialogue:
             return None
         return f"{local}@{address.domain}"
 
-    def _exchange(
-        self, commands: list[Command], pipelining: bool
+    def _one_by_one(
+        self, commands: tuple[Command, ...]
     ) -> Generator[Action, list[Reply], list[Reply]]:
-        """Pipeline the group when the server allows it; otherwise stop after a failed MAIL."""
-        if pipelining:
-            self._rcpts_sent += sum(1 for c in commands if c.stage is Stage.RCPT)
-            return (yield Send(tuple(commands), commands[-1].stage))
+        """A server without PIPELINING: one command at a time, none after a failed MAIL."""
         replies: list[Reply] = []
         for command in commands:
             self._rcpts_sent += command.stage is Stage.RCPT
@@ -326,6 +336,11 @@ class Dialogue:
             if command.line.startswith(b"MAIL") and not reply.is_positive:
                 break
         return replies
+
+
+def _keywords_read(ehlo: Reply) -> tuple[str, ...]:
+    advertised = parse_ehlo_extensions(ehlo)
+    return tuple(keyword for keyword in _KEYWORDS_READ if keyword in advertised)
 
 
 def _command(verb: str, argument: str, stage: Stage) -> Command:

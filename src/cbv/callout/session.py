@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from cbv.callout.client_protocol import SmtpClientProtocol
 from cbv.callout.connector import Connector, EgressFailed
 from cbv.callout.dialogue import (
+    Command,
     ConnectionLost,
     Dialogue,
     Quit,
@@ -116,26 +117,35 @@ async def run_session(
                 action = steps.send([])
                 continue
             assert isinstance(action, Send)
-            commands = action.commands
             stage = action.stage
-            if commands:
-                data = b"".join(c.line for c in commands)
-                if log:
-                    log.sent(data)
-                connection.write(data)
+            if action.commands:
+                _write(connection, action.commands, log)
             replies: list[Reply] = []
-            for command in commands or (None,):
+            for command in action.commands or (None,):
                 if command is not None:
                     stage = command.stage
                 if not connection.has_reply:
                     with timer.stage(_budget(options.command_timeout, deadline)):
                         await connection.arrival()
-                reply = connection.take()
+                replies.append(connection.take())
                 if log:
-                    log.received(reply)
-                replies.append(reply)
+                    log.received(replies[-1])
             action = steps.send(replies)
-        await _quit(connection, timer, deadline, log)
+            # The dialogue has classified them: not kept across the waits that follow.
+            del replies, command
+        # The QUIT wait in this frame, not a coroutine of its own per callout.
+        try:
+            if log:
+                log.sent(QUIT)
+            connection.write(QUIT)
+            if not connection.has_reply:
+                with timer.stage(min(QUIT_WAIT, _budget(QUIT_WAIT, deadline))):
+                    await connection.arrival()
+            quit_reply = connection.take()
+            if log:
+                log.received(quit_reply)
+        except (TimeoutError, OSError, ConnectionError, ReplyError):
+            pass
         graceful = True
     except TimeoutError:
         if log:
@@ -159,6 +169,14 @@ async def run_session(
             connection.close()
         else:
             connection.abort()
+
+
+def _write(connection: SmtpClientProtocol, commands: tuple[Command, ...],
+           log: _Transcript | None) -> None:
+    data = b"".join(c.line for c in commands)
+    if log:
+        log.sent(data)
+    connection.write(data)
 
 
 async def _connect(target: Target, route: Route, connection: SmtpClientProtocol,
@@ -199,19 +217,3 @@ async def _start_tls(connection: SmtpClientProtocol, options: SessionOptions, de
         raise TlsHandshakeFailed(str(exc) or type(exc).__name__) from None
     if log:
         log.add("*", "TLS established")
-
-
-async def _quit(connection: SmtpClientProtocol, timer: StageTimer, deadline: float,
-                log: _Transcript | None) -> None:
-    try:
-        if log:
-            log.sent(QUIT)
-        connection.write(QUIT)
-        if not connection.has_reply:
-            with timer.stage(min(QUIT_WAIT, _budget(QUIT_WAIT, deadline))):
-                await connection.arrival()
-        reply = connection.take()
-        if log:
-            log.received(reply)
-    except (TimeoutError, OSError, ConnectionError, ReplyError):
-        pass
