@@ -9,6 +9,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TextIO
 
@@ -49,19 +50,51 @@ def _head(level: str, logger: str, message: str) -> str:
     return f'"level":"{level.lower()}","logger":{_json(logger)},"event":{_json(message)}'
 
 
+def json_fields(fields: dict[str, object]) -> str:
+    """The fields as a JSON line carries them after its head: `"name":value,...`."""
+    return _json(fields)[1:-1]
+
+
+def json_line_of(created: float, level: str, logger: str, message: str, encoded: str) -> str:
+    head = f'{{"time":"{_timestamp(created)}",{_head(level, logger, message)}'
+    return f"{head},{encoded}}}" if encoded else f"{head}}}"
+
+
 def json_line(created: float, level: str, logger: str, message: str,
               fields: dict[str, object]) -> str:
-    head = f'{{"time":"{_timestamp(created)}",{_head(level, logger, message)}'
-    return f"{head},{_json(fields)[1:]}" if fields else f"{head}}}"
+    return json_line_of(created, level, logger, message, json_fields(fields))
 
 
-def text_line(created: float, level: str, logger: str, message: str,
-              fields: dict[str, object]) -> str:
-    parts = [_timestamp(created), level, message]
+def text_fields(fields: dict[str, object]) -> str:
+    parts = []
     for name, value in fields.items():
         text = str(value).lower() if isinstance(value, bool) else str(value)
         parts.append(f"{name}={json.dumps(text) if ' ' in text or not text else text}")
     return " ".join(parts)
+
+
+def text_line_of(created: float, level: str, logger: str, message: str, encoded: str) -> str:
+    head = f"{_timestamp(created)} {level} {message}"
+    return f"{head} {encoded}" if encoded else head
+
+
+def text_line(created: float, level: str, logger: str, message: str,
+              fields: dict[str, object]) -> str:
+    return text_line_of(created, level, logger, message, text_fields(fields))
+
+
+@dataclass(frozen=True, slots=True)
+class LineFormat:
+    """A line's fields encoded on their own, so that fields shared by many lines are
+    encoded once (`between` joins two encoded parts) and the line made from them."""
+
+    fields: Callable[[dict[str, object]], str]
+    line: Callable[[float, str, str, str, str], str]
+    between: str
+
+
+JSON_LINES = LineFormat(json_fields, json_line_of, ",")
+TEXT_LINES = LineFormat(text_fields, text_line_of, " ")
 
 
 class JsonFormatter(logging.Formatter):
@@ -120,7 +153,7 @@ class LineHandler(logging.StreamHandler[TextIO]):
         return True
 
 
-LineFormat = Callable[[float, str, str, str, dict[str, object]], str]
+SHARED_REMEMBERED = 4096  # decisions whose shared fields are kept encoded; all forgotten past it
 
 
 class DecisionLog:
@@ -138,22 +171,49 @@ class DecisionLog:
         self._cbv = logging.getLogger(LOGGER)
         self._logger = logging.getLogger(DECISION_LOGGER)
         self._handler: LineHandler | None = None
-        self._line: LineFormat = json_line
+        self._form = JSON_LINES
+        self._shared: dict[int, tuple[object, str]] = {}
 
-    def use(self, handler: LineHandler, line: LineFormat) -> None:
-        self._handler, self._line = handler, line
+    def use(self, handler: LineHandler, form: LineFormat) -> None:
+        self._handler, self._form = handler, form
+        self._shared.clear()
 
     def wanted(self) -> bool:
         return self._logger.isEnabledFor(logging.INFO)
 
     def write(self, fields: dict[str, object]) -> None:
         """One decision's line; only once `wanted()` said so."""
+        self.write_shared(None, None, fields)
+
+    def write_shared(self, key: object, shared: Callable[[], dict[str, object]] | None,
+                     own: dict[str, object]) -> None:
+        """A line of the `shared` fields, then the request's `own`. A cached decision is
+        the same object for every request that finds it: with it as `key` (and `shared`
+        the same fields for every line written with it) they are encoded once, not per
+        line. Without a key, they are encoded every time."""
         handler, handlers = self._handler, self._cbv.handlers
         if (handler is not None and len(handlers) == 1 and handlers[0] is handler
                 and not self._logger.handlers and handler.write_line(
-                    self._line(time.time(), "INFO", DECISION_LOGGER, "decision", fields))):
+                    self._line(key, shared, own))):
             return
-        self._logger.info("decision", extra={FIELDS: fields})
+        self._logger.info("decision", extra={FIELDS: {**shared(), **own} if shared else own})
+
+    def _line(self, key: object, shared: Callable[[], dict[str, object]] | None,
+              own: dict[str, object]) -> str:
+        form = self._form
+        if shared is None:
+            encoded = form.fields(own)
+        elif key is None:
+            encoded = form.fields({**shared(), **own})
+        else:
+            known = self._shared.get(id(key))
+            if known is None or known[0] is not key:
+                if len(self._shared) >= SHARED_REMEMBERED:
+                    self._shared.clear()
+                known = self._shared[id(key)] = (key, form.fields(shared()))
+            first, then = known[1], form.fields(own)
+            encoded = f"{first}{form.between}{then}" if first and then else first or then
+        return form.line(time.time(), "INFO", DECISION_LOGGER, "decision", encoded)
 
 
 DECISIONS = DecisionLog()
@@ -177,7 +237,7 @@ def configure_logging(config: LogConfig, stream: TextIO | None = None) -> None:
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
     logger = logging.getLogger(LOGGER)
     _use_handler(logger, handler)
-    DECISIONS.use(handler, json_line if json_lines else text_line)
+    DECISIONS.use(handler, JSON_LINES if json_lines else TEXT_LINES)
     logger.setLevel(config.level.upper())
     # The event loop's own messages and Python's warnings in the same format, so that in
     # JSON mode every line on stderr is JSON.

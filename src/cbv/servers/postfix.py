@@ -104,10 +104,10 @@ class PolicyConnection(RequestConnection[PolicyEvent]):
         seconds = time.perf_counter() - started
         self._runtime.telemetry.answered("policy", decision, seconds)
         if decision is not None and DECISIONS.wanted():
-            fields = {"listener": "policy", **decision.log_fields()}
             get = request.attributes.get
-            fields.update(answer=action, instance=get("instance", ""),
-                          recipient=get("recipient", ""), client=get("client_address", ""),
-                          duration_ms=round(seconds * 1000, 3))
-            DECISIONS.write(fields)
+            DECISIONS.write_shared(
+                decision if decision.cached else None,  # a cached one is remembered
+                lambda: {"listener": "policy", **decision.log_fields(), "answer": action},
+                {"instance": get("instance", ""), "recipient": get("recipient", ""),
+                 "client": get("client_address", ""), "duration_ms": round(seconds * 1000, 3)})
         return DUNNO_BYTES if action == DUNNO else encode_action(action)
