@@ -13,15 +13,19 @@ longer and is allowed more, but still a small share."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
-from cbv.testing import MXScript
+from cbv.config import LimitsConfig
+from cbv.testing import MXFarm, MXScript
 from tests.destinations.flood import (
     DEFAULT_BUDGETS,
     REFUSAL,
     UNLIMITED,
     VICTIM,
     VICTIM_NETWORK,
+    Flood,
     bound,
     domains_naming,
     flood,
@@ -36,17 +40,24 @@ from tests.world import World
 SENDERS, DOMAINS = 5_000, 500
 
 
-async def test_a_flood_over_many_domains_on_one_mx_costs_it_only_its_budget(
-    world: World,
-) -> None:
-    farm = await victims(world, [VICTIM], MXScript(catch_all=True))
-    domains = forged_domains(world, DOMAINS, [VICTIM])
+async def flood_through_policy(world: World, ips: Sequence[str]
+                               ) -> tuple[MXFarm, LimitsConfig, Flood]:
+    """SENDERS forged senders over DOMAINS domains whose MX records name `ips` (catch-all
+    hosts), asked of one daemon with the default budgets; every one answered."""
+    farm = await victims(world, ips, MXScript(catch_all=True))
+    domains = forged_domains(world, DOMAINS, ips)
     config = server_config(world, farm, limits=DEFAULT_BUDGETS)
     async with running(config) as daemon:
         result = await flood([daemon.addresses()["policy"]], senders(domains, SENDERS))
     assert sum(result.actions.values()) == SENDERS
+    return farm, config.limits, result
+
+
+async def test_a_flood_over_many_domains_on_one_mx_costs_it_only_its_budget(
+    world: World,
+) -> None:
+    farm, limits, result = await flood_through_policy(world, [VICTIM])
     opened = sessions(farm)
-    limits = config.limits
     assert 0 < opened <= bound(limits.ip_burst, limits.ip_per_minute, result.seconds)
     answered_in_sessions = len(farm.servers[VICTIM].rcpts) - opened  # less one probe each
     from_facts = result.actions["DUNNO"] - answered_in_sessions
@@ -58,14 +69,8 @@ async def test_a_flood_over_many_domains_on_one_mx_costs_it_only_its_budget(
 async def test_a_flood_over_two_hundred_addresses_of_one_network_costs_it_its_budget(
     world: World,
 ) -> None:
-    farm = await victims(world, VICTIM_NETWORK, MXScript(catch_all=True))
-    domains = forged_domains(world, DOMAINS, VICTIM_NETWORK)
-    config = server_config(world, farm, limits=DEFAULT_BUDGETS)
-    async with running(config) as daemon:
-        result = await flood([daemon.addresses()["policy"]], senders(domains, SENDERS))
-    assert sum(result.actions.values()) == SENDERS
+    farm, limits, result = await flood_through_policy(world, VICTIM_NETWORK)
     opened = sessions(farm)
-    limits = config.limits
     print(f"one /24: {SENDERS} requests in {result.seconds:.1f} s -> {opened} sessions over "
           f"{sum(1 for s in farm.servers.values() if s.connections)} addresses")
     assert 0 < opened <= bound(limits.network_burst, limits.network_per_minute, result.seconds)
