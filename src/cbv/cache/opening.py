@@ -1,18 +1,21 @@
-"""Build the backend that `cache.url` (or `cache.path`) names."""
+"""Build the backend that `cache.url` (or `cache.path`) names. redis-py, a large import, is
+imported here and only when the URL names Redis: a deployment without Redis never loads it."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cbv.cache.backend import CacheBackend, Clock
 from cbv.cache.memory import MemoryBackend
-from cbv.cache.redis_backend import RedisBackend
-from cbv.cache.redis_link import RedisLink
 from cbv.cache.sqlite import SQLiteBackend
 from cbv.cache_location import CacheKind
 from cbv.config import CacheConfig
+
+if TYPE_CHECKING:
+    from cbv.cache.redis_link import RedisLink
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,9 @@ def open_cache(
                 clock=clock,
             )
         )
+    from cbv.cache.redis_backend import RedisBackend
+    from cbv.cache.redis_link import RedisLink
+
     link = RedisLink(location, config)
     fallback = MemoryBackend(config.memory_entries, clock) if fall_back else None
     return OpenedCache(RedisBackend(link, clock=clock, fallback=fallback), link)

@@ -127,6 +127,10 @@ class KeyScheme:
         script reserves from several at once."""
         return f"{PREFIX}:{{destinations}}:{self.ident(name)}"
 
+    def egress(self, name: str, what: str) -> str:
+        """One egress's budget, rest or refusals: shared by every process using it."""
+        return f"{PREFIX}:{{egress:{name}}}:{what}"
+
     def cooling(self, ip: str) -> str:
         return f"{PREFIX}:{{cooldown}}:ip:{ip}"
 
@@ -204,11 +208,12 @@ class RedisLink:
     def __init__(self, location: CacheLocation, config: CacheConfig) -> None:
         self.description = describe(location)
         self.client = make_client(location, config.redis_timeout)
+        self.is_cluster = isinstance(self.client, RedisCluster)
         self.keys = KeyScheme(config.hmac_key)
         self.health = RedisHealth(self.description, config.redis_retry_interval)
         self._call_timeout = config.redis_timeout * CALL_TIMEOUTS
         self._in_flight = asyncio.Semaphore(MAX_COMMANDS_IN_FLIGHT)
-        self._ready = not isinstance(self.client, RedisCluster)
+        self._ready = not self.is_cluster
         self._readying = asyncio.Lock()
         self._bad_keys = OncePerKey()
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TypedDict, Unpack
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 from cbv.cache.backend import CacheBackend, CacheError, Clock
 from cbv.cache.opening import open_cache
-from cbv.cache.redis_link import RedisLink
 from cbv.callout.connector import Connector
 from cbv.callout.runner import CalloutRunner
 from cbv.config import Config, ConfigError
@@ -28,6 +27,9 @@ from cbv.engine.observer import NO_OBSERVER, VerifierObserver
 from cbv.engine.shared_callouts import SharedCallouts
 from cbv.engine.singleflight import LocalFlights, ProcessLocks, RedisLocks, SharedLocks
 from cbv.engine.verdict_store import VerdictStore
+
+if TYPE_CHECKING:  # redis-py is imported only where a Redis URL is opened
+    from cbv.cache.redis_link import RedisLink
 
 LOCK_MARGIN = 5.0
 

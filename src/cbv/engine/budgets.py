@@ -13,13 +13,15 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from cbv.cache.redis_link import RedisLink
 from cbv.callout.plan import Target
 from cbv.config import LimitsConfig
 from cbv.engine.gcra import Gcra
 from cbv.providers import network_of, provider_of
+
+if TYPE_CHECKING:  # redis-py is imported only where a Redis URL is opened
+    from cbv.cache.redis_link import RedisLink
 
 PRUNE_ABOVE = 10_000
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from cbv.cache.redis_link import RedisLink
+if TYPE_CHECKING:  # redis-py is imported only where a Redis URL is opened
+    from cbv.cache.redis_link import RedisLink
 
 LONGEST_COOLDOWN = 86_400.0
 REMEMBERED_AFTER = 86_400.0  # refusals kept this long after their cooldown, for doubling

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import math
 import time
+from typing import TYPE_CHECKING
 
 from cbv.cache.backend import Clock
-from cbv.cache.redis_link import PREFIX, RedisLink
 from cbv.config import CalloutConfig
 from cbv.egress.health import RefusalTracker, RestRule
 from cbv.egress.pool import EgressLedger, EgressObserver, EgressPool, Unavailable
@@ -16,6 +16,9 @@ from cbv.egress.routes import EgressRoutes
 from cbv.egress.table import Egress, egresses_from_config
 from cbv.engine.gcra import Gcra
 from cbv.providers import provider_of
+
+if TYPE_CHECKING:  # redis-py is imported only where a Redis URL is opened
+    from cbv.cache.redis_link import RedisLink
 
 DAY = 86_400
 
@@ -108,9 +111,8 @@ class RedisLedger:
         self._take = link.client.register_script(TAKE)
         self._refused = link.client.register_script(REFUSED)
 
-    @staticmethod
-    def _key(egress: Egress, what: str) -> str:
-        return f"{PREFIX}:{{egress:{egress.name}}}:{what}"
+    def _key(self, egress: Egress, what: str) -> str:
+        return self._link.keys.egress(egress.name, what)
 
     async def take(self, egress: Egress) -> Unavailable | None:
         gcra = minute_gcra(egress)

@@ -9,9 +9,8 @@ not span: there, and without Redis, the cooldown and the budgets are asked in tu
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from cbv.cache.redis_link import RedisLink
 from cbv.engine.budgets import (
     STANDING_THEN_RESERVE,
     Allowance,
@@ -20,6 +19,9 @@ from cbv.engine.budgets import (
     reserved,
 )
 from cbv.engine.cooldown import Cooldown, Standing, standing_of
+
+if TYPE_CHECKING:  # redis-py is imported only where a Redis URL is opened
+    from cbv.cache.redis_link import RedisLink
 
 Look = tuple[Standing, float | Allowance | None]  # None: it cools, nothing was reserved
 

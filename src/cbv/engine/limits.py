@@ -15,17 +15,17 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from redis.asyncio.cluster import RedisCluster
-
-from cbv.cache.redis_link import RedisLink
 from cbv.config import LimitsConfig
 from cbv.engine.budgets import DestinationBudget, LocalDestinationBudget, RedisDestinationBudget
 from cbv.engine.cooldown import Cooldown, LocalCooldown, RedisCooldown
 from cbv.engine.first_look import FirstLook, LookInTurn, RedisLook
 from cbv.engine.gcra import Gcra
 from cbv.engine.polling import poll_until
+
+if TYPE_CHECKING:  # redis-py is imported only where a Redis URL is opened
+    from cbv.cache.redis_link import RedisLink
 
 PRUNE_ABOVE = 10_000
 GLOBAL_POOL = "callouts"
@@ -257,7 +257,7 @@ class CalloutLimits:
         shared_cooldown = RedisCooldown(link, config.refusal_cooldown, cooldown)
         first_look: FirstLook = (
             LookInTurn(shared_cooldown, shared_destinations)
-            if isinstance(link.client, RedisCluster)
+            if link.is_cluster
             else RedisLook(link, shared_destinations, LookInTurn(cooldown, destinations)))
         return cls(
             RedisBudget(link, config, budget),

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cbv.address import Address
-from cbv.cache.redis_link import RedisLink
 from cbv.engine.polling import poll_until
 from cbv.model import Verdict
+
+if TYPE_CHECKING:  # redis-py is imported only where a Redis URL is opened
+    from cbv.cache.redis_link import RedisLink
 
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
