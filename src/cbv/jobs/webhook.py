@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import logging
 
-import httpx
-
 from cbv.jobs.model import JobSpec, JobStatus
 
 LOG = logging.getLogger("cbv.jobs")
@@ -16,6 +14,8 @@ TIMEOUT = 10.0
 async def notify(spec: JobSpec, status: JobStatus) -> None:
     if not spec.webhook:
         return
+    import httpx  # a large import, made only by a daemon whose jobs have a webhook
+
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False,
                                      trust_env=False) as client:

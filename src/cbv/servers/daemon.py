@@ -24,7 +24,6 @@ from cbv.servers.milter import MilterConnection
 from cbv.servers.postfix import PolicyConnection
 from cbv.servers.runtime import Generation, Runtime
 from cbv.servers.smtpcbd import CallbackConnection
-from cbv.servers.web import HttpListener
 
 LOG = logging.getLogger("cbv.daemon")
 ConnectionFactory = Callable[[Runtime, ConnectionTracker], asyncio.Protocol]
@@ -45,9 +44,17 @@ class Service(Protocol):
     async def close(self, grace: float) -> None: ...
 
 
+def http_listener(runtime: Runtime) -> Service:
+    """FastAPI and uvicorn are imported when the HTTP listener first opens, not by a daemon
+    that has none (the built-in defaults)."""
+    from cbv.servers.web import HttpListener
+
+    return HttpListener(runtime)
+
+
 # Built once per daemon, on first use; kept across reloads.
 SERVICES: dict[str, tuple[str, Callable[[Runtime], Service]]] = {
-    "http": ("HTTP API, /metrics, status page", HttpListener),
+    "http": ("HTTP API, /metrics, status page", http_listener),
 }
 DESCRIPTIONS = {name: entry[0] for name, entry in (LISTENERS | SERVICES).items()}
 SWEEP_EVERY = 30.0
