@@ -15,25 +15,30 @@ ASSEMBLE_AND_CLOSE = """
 import asyncio
 from cbv.config import config_from_dict
 from cbv.engine.assembly import assemble
-from cbv.jobs.opening import open_queue
 
 config = config_from_dict({settings})
 engine = assemble(config)
-queue = open_queue(config)
+queue = None
+if {with_queue}:
+    from cbv.jobs.opening import open_queue
+
+    queue = open_queue(config)
 
 async def close() -> None:
     await engine.aclose()
-    await queue.aclose()
+    if queue is not None:
+        await queue.aclose()
 
 asyncio.run(close())
 """
 
 
-def engine_and_queue(cache: dict[str, str], jobs: dict[str, str]) -> set[str]:
-    """What a fresh interpreter holds after assembling an engine and opening the job queue
-    (as `cbv serve` does) from these settings."""
-    settings = {"cache": cache, "jobs": jobs, "dns": {"nameservers": ["127.0.0.1"]}}
-    return imported_by(ASSEMBLE_AND_CLOSE.format(settings=json.dumps(settings)))
+def engine_and_queue(cache: dict[str, str], jobs: dict[str, str] | None) -> set[str]:
+    """What a fresh interpreter holds after assembling an engine and, unless `jobs` is None,
+    opening the job queue (as `cbv serve` does with jobs enabled) from these settings."""
+    settings = {"cache": cache, "jobs": jobs or {}, "dns": {"nameservers": ["127.0.0.1"]}}
+    return imported_by(ASSEMBLE_AND_CLOSE.format(settings=json.dumps(settings),
+                                                 with_queue=jobs is not None))
 
 
 @pytest.mark.parametrize("cache_url", ["memory://", "sqlite:///{tmp}/cache.sqlite3"])
@@ -44,6 +49,12 @@ def test_a_deployment_without_redis_never_imports_redis_py(tmp_path: Path,
     assert "cbv.engine.limits" in modules, "the engine was assembled"
     assert among(modules, ("redis", "cbv.cache.redis_link", "cbv.cache.redis_backend",
                            "cbv.jobs.redis_queue")) == []
+
+
+def test_an_engine_on_memory_imports_no_sqlite3() -> None:
+    modules = engine_and_queue({"url": "memory://"}, None)
+    assert "cbv.engine.limits" in modules, "the engine was assembled"
+    assert among(modules, ("sqlite3", "cbv.cache.sqlite", "redis")) == []
 
 
 def test_a_redis_cache_imports_redis_py_when_it_is_opened(redis_url: str) -> None:  # noqa: F811

@@ -1,5 +1,7 @@
-"""Build the backend that `cache.url` (or `cache.path`) names. redis-py, a large import, is
-imported here and only when the URL names Redis: a deployment without Redis never loads it."""
+"""Build the backend that `cache.url` (or `cache.path`) names. The SQLite and Redis backends
+are imported here, for the URL that names them: a deployment without Redis never loads
+redis-py (a large import), one on memory:// not even sqlite3. The memory backend is always
+there, as Redis's fallback."""
 
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ from typing import TYPE_CHECKING
 
 from cbv.cache.backend import CacheBackend, Clock
 from cbv.cache.memory import MemoryBackend
-from cbv.cache.sqlite import SQLiteBackend
 from cbv.cache_location import CacheKind
 from cbv.config import CacheConfig
 
@@ -34,6 +35,8 @@ def open_cache(
     if location.kind is CacheKind.MEMORY:
         return OpenedCache(MemoryBackend(config.memory_entries, clock))
     if location.kind is CacheKind.SQLITE:
+        from cbv.cache.sqlite import SQLiteBackend
+
         return OpenedCache(
             SQLiteBackend(
                 Path(location.path) if location.path else None,
