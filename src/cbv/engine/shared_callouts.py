@@ -91,17 +91,35 @@ class SharedCallouts:
         task.add_done_callback(self._background.discard)
 
     async def _lead(self, addresses: list[Address], use_cache: bool) -> None:
-        """Runs as its own task, so a caller that goes away does not cancel the others."""
+        """Runs as its own task, so a caller that goes away does not cancel the others.
+
+        With `use_cache`, calls out only for the addresses no other process is verifying,
+        after one more look (another process may have just stored them), and takes the
+        others' verdicts from the cache once they land. One coroutine frame while the
+        callout is in flight: each is memory and a step on every wake-up of every callout
+        in flight."""
+        theirs: asyncio.Future[list[dict[Address, Verdict]]] | None = None
         try:
             if not use_cache:
                 verdicts = await self._callout.run(addresses, transcript=False, use_cache=False)
             else:
                 claimed, elsewhere = await self._locks.claim(addresses)
                 if elsewhere:
-                    verdicts = await self._lead_shared(claimed, elsewhere)
-                else:  # the usual case: no other process verifies any of these
-                    verdicts = await self._verify_claimed(claimed)
+                    theirs = asyncio.gather(*map(self._after_elsewhere, elsewhere))
+                try:
+                    verdicts = await self._store.fresh(claimed) if claimed else {}
+                    todo = [address for address in claimed if address not in verdicts]
+                    if todo:
+                        verdicts.update(
+                            await self._callout.run(todo, transcript=False, use_cache=True))
+                finally:
+                    await self._locks.release(claimed)
+                if theirs is not None:
+                    for part in await theirs:
+                        verdicts.update(part)
         except BaseException as exc:
+            if theirs is not None:
+                theirs.cancel()  # the flights fail as a whole
             for address in addresses:
                 self._flights.fail(address, exc)
             if isinstance(exc, asyncio.CancelledError):
@@ -109,28 +127,6 @@ class SharedCallouts:
             return
         for address in addresses:
             self._flights.land(address, verdicts[address])
-
-    async def _lead_shared(
-        self, claimed: list[Address], elsewhere: list[Address]
-    ) -> dict[Address, Verdict]:
-        """Another process verifies the `elsewhere` addresses: call out for ours, take theirs."""
-        parts = await asyncio.gather(
-            self._verify_claimed(claimed), *(self._after_elsewhere(a) for a in elsewhere)
-        )
-        return {address: verdict for part in parts for address, verdict in part.items()}
-
-    async def _verify_claimed(self, addresses: list[Address]) -> dict[Address, Verdict]:
-        """Look again (another process may have just stored it), then call out."""
-        if not addresses:
-            return {}
-        try:
-            verdicts = await self._store.fresh(addresses)
-            todo = [address for address in addresses if address not in verdicts]
-            if todo:
-                verdicts.update(await self._callout.run(todo, transcript=False, use_cache=True))
-            return verdicts
-        finally:
-            await self._locks.release(addresses)
 
     async def _after_elsewhere(self, address: Address) -> dict[Address, Verdict]:
         """Another process verifies `address`: take its verdict, or call out if none landed."""
