@@ -138,12 +138,29 @@ class Dialogue:
 
     def steps(self) -> Steps:
         """The session from the banner (the first action, yielded before the driver
-        connects) to QUIT; ends early when `ConnectionLost` is thrown in."""
+        connects) to QUIT; ends early when `ConnectionLost` is thrown in.
+
+        The addresses are asked in this frame, not in a generator of its own: each frame
+        is memory that every callout in flight keeps while it waits for a RCPT reply."""
         try:
-            if (yield from self._banner()):
-                extensions = yield from self._greet()
-                if extensions is not None:
-                    yield from self._verify_addresses(extensions)
+            greeted = yield from self._banner()
+            extensions = (yield from self._greet()) if greeted else None
+            if extensions is not None:
+                pipelining = "PIPELINING" in extensions
+                vrfy = self._vrfy_first(extensions)
+                for address in self.addresses:
+                    if address in self.outcomes:
+                        continue
+                    if address.needs_smtputf8 and "SMTPUTF8" not in extensions:
+                        self._decide(address, Outcome(Reason.SMTPUTF8_UNSUPPORTED, Stage.EHLO))
+                        continue
+                    self.current = address
+                    if vrfy:
+                        (reply,) = yield _send("VRFY", str(address), Stage.VRFY)
+                        if self._vrfy_decided(address, reply):
+                            continue
+                    if not (yield from self._transaction(address, pipelining)):
+                        break
             yield Quit()
         except ConnectionLost as lost:
             self._connection_lost(lost)
@@ -210,29 +227,21 @@ class Dialogue:
         self.tls_active = True
         return (yield from self._greet())
 
-    def _verify_addresses(self, extensions: tuple[str, ...]) -> Steps:
-        pipelining = "PIPELINING" in extensions
+    def _vrfy_first(self, extensions: tuple[str, ...]) -> bool:
         settings = self.settings
-        vrfy = settings.force_vrfy or (settings.try_vrfy and "VRFY" in extensions)
-        for address in self.addresses:
-            if address in self.outcomes:
-                continue
-            if address.needs_smtputf8 and "SMTPUTF8" not in extensions:
-                self._decide(address, Outcome(Reason.SMTPUTF8_UNSUPPORTED, Stage.EHLO))
-                continue
-            self.current = address
-            if vrfy:
-                (reply,) = yield _send("VRFY", str(address), Stage.VRFY)
-                decisive = vrfy_is_decisive(reply)
-                self.vrfy_decisive = bool(self.vrfy_decisive) or decisive
-                if decisive:
-                    judgement = judge_rcpt(reply, settings.mx_host)
-                    if reply.is_positive:
-                        judgement = Judgement(Reason.VRFY_ACCEPTED, judgement.rule)
-                    self._decide(address, _judged(judgement, Stage.VRFY, reply, self.catch_all))
-                    continue
-            if not (yield from self._transaction(address, pipelining)):
-                return
+        return settings.force_vrfy or (settings.try_vrfy and "VRFY" in extensions)
+
+    def _vrfy_decided(self, address: Address, reply: Reply) -> bool:
+        """Whether the VRFY reply decides `address` (and, if so, decide it)."""
+        decisive = vrfy_is_decisive(reply)
+        self.vrfy_decisive = bool(self.vrfy_decisive) or decisive
+        if not decisive:
+            return False
+        judgement = judge_rcpt(reply, self.settings.mx_host)
+        if reply.is_positive:
+            judgement = Judgement(Reason.VRFY_ACCEPTED, judgement.rule)
+        self._decide(address, _judged(judgement, Stage.VRFY, reply, self.catch_all))
+        return True
 
     def _transaction(
         self, address: Address, pipelining: bool

@@ -238,7 +238,7 @@ class CalloutRunner:
         del plan  # what a callout in flight keeps, it keeps for seconds
         sessions = _Sessions(sender_index=self._first_sender(known))
         decided = sessions.decided
-        pending = list(addresses)
+        pending: Sequence[Address] = addresses  # replaced, never changed: no copy kept
         last_failure = _BUDGET_EXHAUSTED
         senders = self._senders_for(message_recipient_domain.get())
         hosts = tuple({target.host: None for target in targets})

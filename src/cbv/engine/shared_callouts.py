@@ -108,7 +108,8 @@ class SharedCallouts:
                     theirs = asyncio.gather(*map(self._after_elsewhere, elsewhere))
                 try:
                     verdicts = await self._store.fresh(claimed) if claimed else {}
-                    todo = [address for address in claimed if address not in verdicts]
+                    todo = [address for address in claimed if address not in verdicts] \
+                        if verdicts else claimed  # the usual case: no copy kept meanwhile
                     if todo:
                         verdicts.update(
                             await self._callout.run(todo, transcript=False, use_cache=True))
