@@ -247,39 +247,53 @@ class Dialogue:
         self, address: Address, pipelining: bool
     ) -> Generator[Action, list[Reply], bool]:
         """The catch-all probe and RCPT for one address, in as many transactions as the
-        server needs; False ends the session."""
+        server needs; False ends the session.
+
+        Every transaction is sent from this frame (no generator of its own), so a callout
+        waiting for its RCPT replies keeps one frame here, not two."""
         smtputf8 = address.needs_smtputf8
         probe = self._probe_address(address)
         alone = self.settings.one_recipient_per_transaction or self.one_recipient_per_transaction
-        if probe is not None and alone:
-            replies = yield from self._mail_transaction((probe,), smtputf8, pipelining)
+        if probe is None:
+            rcpts: tuple[str, ...] = (str(address),)
+        else:
+            rcpts = (probe,) if alone else (probe, str(address))
+        while True:
+            commands = self._transaction_commands(rcpts, smtputf8)
+            if commands is None:
+                return False
+            if pipelining:
+                self._rcpts_sent += len(rcpts)
+                answers = yield Send(commands, commands[-1].stage)
+            else:
+                answers = yield from self._one_by_one(commands)
+            del commands
+            replies = self._rcpt_replies(answers)
             if replies is None:
                 return False
-            self._learn_catch_all(replies[0])
-            probe = None
-        rcpts = (str(address),) if probe is None else (probe, str(address))
-        replies = yield from self._mail_transaction(rcpts, smtputf8, pipelining)
-        if replies is None:
-            return False
-        if probe is not None:
-            self._learn_catch_all(replies[0])
-        rcpt = replies[-1]
-        # RFC 5321 4.5.3.1.10: the address gets a transaction of its own.
-        retry = probe is not None and is_too_many_recipients(rcpt)
-        if retry:
-            self.one_recipient_per_transaction = True
-        # A refusal of our MAIL FROM reported at RCPT: the next sender, as at MAIL.
-        while retry or (refuses_sender(rcpt) and self._has_next_sender):
-            if not retry:
+            if not replies:
+                continue  # our sender was refused at MAIL: the next one, the same recipients
+            rcpt = replies[-1]
+            if probe is not None:
+                self._learn_catch_all(replies[0])
+                probe = None
+                if len(rcpts) == 1:  # the probe went alone; now the address
+                    rcpts = (str(address),)
+                    continue
+                if is_too_many_recipients(rcpt):
+                    # RFC 5321 4.5.3.1.10: the address gets a transaction of its own.
+                    self.one_recipient_per_transaction = True
+                    rcpts = (str(address),)
+                    continue
+            if refuses_sender(rcpt) and self._has_next_sender:
+                # A refusal of our MAIL FROM reported at RCPT: the next sender, as at MAIL.
                 self.sender_index += 1
-            retry = False
-            replies = yield from self._mail_transaction((str(address),), smtputf8, pipelining)
-            if replies is None:
-                return False
-            rcpt = replies[0]
-        judgement = judge_rcpt(rcpt, self.settings.mx_host)
-        self._decide(address, _judged(judgement, Stage.RCPT, rcpt, self.catch_all, self.sender))
-        return True
+                rcpts = (str(address),)
+                continue
+            judgement = judge_rcpt(rcpt, self.settings.mx_host)
+            self._decide(address, _judged(judgement, Stage.RCPT, rcpt, self.catch_all,
+                                          self.sender))
+            return True
 
     @property
     def _has_next_sender(self) -> bool:
@@ -289,43 +303,41 @@ class Dialogue:
         self._probed = True
         self.catch_all = classify_catch_all_probe(reply, self.settings.mx_host)
 
-    def _mail_transaction(
-        self, rcpts: tuple[str, ...], smtputf8: bool, pipelining: bool
-    ) -> Generator[Action, list[Reply], list[Reply] | None]:
-        """MAIL FROM (the next sender when refused) and RCPT TO for each of `rcpts`; their
-        replies, or None when the session must end."""
-        while True:
-            if self._rcpts_sent and self._rcpts_sent + len(rcpts) > self.settings.max_rcpts:
+    def _transaction_commands(self, rcpts: tuple[str, ...], smtputf8: bool
+                              ) -> tuple[Command, ...] | None:
+        """RSET (after a transaction), MAIL FROM and RCPT TO for each of `rcpts`; None when
+        they would go past the session's recipient limit."""
+        if self._rcpts_sent and self._rcpts_sent + len(rcpts) > self.settings.max_rcpts:
+            return None
+        extension = " SMTPUTF8" if smtputf8 else ""
+        # One tuple, the one the driver is handed (kept while the replies are awaited).
+        return (
+            *((_command("RSET", "", Stage.MAIL),) if self._transaction_open else ()),
+            _command("MAIL", f"FROM:<{self.sender}>{extension}", Stage.MAIL),
+            *(_command("RCPT", f"TO:<{rcpt}>", Stage.RCPT) for rcpt in rcpts),
+        )
+
+    def _rcpt_replies(self, replies: list[Reply]) -> list[Reply] | None:
+        """The RCPT replies of a transaction whose MAIL was accepted; empty when our sender
+        was refused and the next one is to be tried; None when the session must end."""
+        if self._transaction_open:
+            rset = replies.pop(0)
+            self._transaction_open = False
+            if not rset.is_positive:
+                self.host_failure = _judged(judge_transient(rset), Stage.MAIL, rset)
                 return None
-            extension = " SMTPUTF8" if smtputf8 else ""
-            # One tuple, the one the driver is handed (kept while the replies are awaited).
-            commands = (
-                *((_command("RSET", "", Stage.MAIL),) if self._transaction_open else ()),
-                _command("MAIL", f"FROM:<{self.sender}>{extension}", Stage.MAIL),
-                *(_command("RCPT", f"TO:<{rcpt}>", Stage.RCPT) for rcpt in rcpts),
-            )
-            if pipelining:  # yielded here: no generator frame of its own while awaited
-                self._rcpts_sent += sum(1 for c in commands if c.stage is Stage.RCPT)
-                replies = yield Send(commands, commands[-1].stage)
-            else:
-                replies = yield from self._one_by_one(commands)
-            if self._transaction_open:
-                rset = replies.pop(0)
-                self._transaction_open = False
-                if not rset.is_positive:
-                    self.host_failure = _judged(judge_transient(rset), Stage.MAIL, rset)
-                    return None
-            mail = replies.pop(0)
-            if mail.is_positive:
-                self._transaction_open = True
-                return replies
-            if mail.is_transient:
-                self.host_failure = _judged(judge_transient(mail), Stage.MAIL, mail)
-                return None
-            if not self._has_next_sender:
-                self._decide_all(_judged(judge_sender_refusal(mail), Stage.MAIL, mail))
-                return None
-            self.sender_index += 1
+        mail = replies.pop(0)
+        if mail.is_positive:
+            self._transaction_open = True
+            return replies
+        if mail.is_transient:
+            self.host_failure = _judged(judge_transient(mail), Stage.MAIL, mail)
+            return None
+        if not self._has_next_sender:
+            self._decide_all(_judged(judge_sender_refusal(mail), Stage.MAIL, mail))
+            return None
+        self.sender_index += 1
+        return []
 
     def _probe_address(self, address: Address) -> str | None:
         local = self.settings.probe_local_part
