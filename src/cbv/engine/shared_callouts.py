@@ -58,17 +58,30 @@ class SharedCallouts:
         waiting: dict[Address, asyncio.Future[Verdict]] = {}
         led: list[Address] = []
         for address in addresses:
-            flight = self._flights.join(address)
-            if flight is None:
-                flight = self._flights.lead(address)
-                led.append(address)
-            waiting[address] = flight
+            waiting[address] = self._flights.join(address) or self._lead_flight(address, led)
         if led:
             self._spawn(self._lead(led, use_cache))
         verdicts: dict[Address, Verdict] = {}
         for address, flight in waiting.items():  # no async comprehension: a coroutine more
             verdicts[address] = await flight     # per callout in flight (~600 bytes)
         return verdicts
+
+    async def verdict_of(self, address: Address, transcript: bool, use_cache: bool) -> Verdict:
+        """`resolve` for one address, as `Verifier.verify` asks: no list, dict or iterator
+        kept while the callout is in flight (~400 bytes a callout)."""
+        await self._pacer.take_turn()
+        if transcript:
+            verdicts = await self._callout.run([address], transcript=True, use_cache=use_cache)
+            return verdicts[address]
+        flight = self._flights.join(address)
+        if flight is None:
+            flight = self._flights.lead(address)
+            self._spawn(self._lead([address], use_cache))
+        return await flight
+
+    def _lead_flight(self, address: Address, led: list[Address]) -> asyncio.Future[Verdict]:
+        led.append(address)
+        return self._flights.lead(address)
 
     def refresh_in_background(self, address: Address) -> None:
         """Renew a cached verdict past its refresh time, unless that is already under way."""
@@ -79,7 +92,7 @@ class SharedCallouts:
 
     async def _refresh(self, address: Address) -> None:
         try:
-            await self.resolve([address], transcript=False, use_cache=True)
+            await self.verdict_of(address, transcript=False, use_cache=True)
         except Exception:
             log.exception("background refresh of %s failed", address)
         finally:
@@ -106,6 +119,7 @@ class SharedCallouts:
                 claimed, elsewhere = await self._locks.claim(addresses)
                 if elsewhere:
                     theirs = asyncio.gather(*map(self._after_elsewhere, elsewhere))
+                del elsewhere  # not kept while the callout is in flight
                 try:
                     verdicts = await self._store.fresh(claimed) if claimed else {}
                     todo = [address for address in claimed if address not in verdicts] \

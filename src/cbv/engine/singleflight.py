@@ -85,7 +85,8 @@ class ProcessLocks:
     """No other process shares the cache's callouts: every claim succeeds."""
 
     async def claim(self, addresses: Sequence[Address]) -> tuple[list[Address], list[Address]]:
-        return list(addresses), []
+        claimed = addresses if isinstance(addresses, list) else list(addresses)  # no copy kept
+        return claimed, []
 
     async def release(self, addresses: Sequence[Address]) -> None:
         """Nothing was locked."""

@@ -115,8 +115,7 @@ class Verifier:
             hit = await self._lookup(parsed)
             if hit is not None:
                 return hit
-        verdicts = await self._callouts.resolve([parsed], transcript, use_cache)
-        return verdicts[parsed]
+        return await self._callouts.verdict_of(parsed, transcript, use_cache)
 
     def cached(self, address: str) -> Verdict | None:
         """The verdict `verify(address)` would answer from the cache's in-process memory,
