@@ -8,7 +8,6 @@ import pytest
 
 from cbv.address import parse_address
 from cbv.callout.dialogue import (
-    Command,
     ConnectionLost,
     Dialogue,
     Outcome,
@@ -43,13 +42,13 @@ def run(dialogue: Dialogue, server: Callable[[bytes], Reply]) -> list[str]:
             action = steps.send([])
             continue
         assert isinstance(action, Send)
-        if not action.commands:
+        if not action.data:
             action = steps.send([server(b"")])
             continue
         replies = []
-        for command in action.commands:
-            sent.append(command.line.decode().strip())
-            replies.append(server(command.line))
+        for line in action.lines():
+            sent.append(line.decode().strip())
+            replies.append(server(line))
         action = steps.send(replies)
     return sent
 
@@ -90,8 +89,8 @@ def test_pipelining_batches_the_transaction() -> None:
     server = simple_server({}, ehlo=EHLO_PIPELINING)
     while not isinstance(action, Quit):
         assert isinstance(action, Send)
-        batches.append(len(action.commands))
-        action = steps.send([server(c.line) for c in action.commands] or [server(b"")])
+        batches.append(len(action.lines()))
+        action = steps.send([server(line) for line in action.lines()] or [server(b"")])
     assert batches == [0, 1, 3]
     assert dialogue.outcomes[alice].reason is Reason.MAILBOX_UNKNOWN
 
@@ -121,8 +120,7 @@ def test_connection_lost_before_rcpt_asks_for_the_next_host() -> None:
     steps = dialogue.steps()
     next(steps)
     steps.send([Reply(220, ("mx.test ready",))])
-    assert steps.send([EHLO_PLAIN]) == Send(
-        (Command(b"MAIL FROM:<>\r\n", Stage.MAIL),), Stage.MAIL)
+    assert steps.send([EHLO_PLAIN]) == Send(b"MAIL FROM:<>\r\n", (Stage.MAIL,))
     lose_connection(steps, ConnectionLost(Stage.MAIL, Reason.TIMEOUT, "no reply"))
     assert dialogue.outcomes == {}
     assert dialogue.host_failure == Outcome(Reason.TIMEOUT, Stage.MAIL, detail="no reply")
@@ -136,7 +134,7 @@ def test_connection_lost_at_rcpt_decides_the_current_address() -> None:
     steps.send([Reply(220, ("mx.test ready",))])
     steps.send([EHLO_PLAIN])
     rcpt = steps.send([MAIL_OK])
-    assert rcpt == Send((Command(b"RCPT TO:<alice@x.test>\r\n", Stage.RCPT),), Stage.RCPT)
+    assert rcpt == Send(b"RCPT TO:<alice@x.test>\r\n", (Stage.RCPT,))
     lose_connection(steps, ConnectionLost(Stage.RCPT, Reason.CONNECTION_FAILED, "reset"))
     assert dialogue.outcomes[alice].reason is Reason.CONNECTION_FAILED
     assert dialogue.undecided == [bob]

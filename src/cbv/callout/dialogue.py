@@ -30,20 +30,20 @@ from cbv.protocol.smtp import Reply, encode_command, parse_ehlo_extensions
 
 
 @dataclass(frozen=True, slots=True)
-class Command:
-    line: bytes
-    stage: Stage
-
-
-@dataclass(frozen=True, slots=True)
 class Send:
-    """Write these commands (pipelined when more than one), then return one reply each.
+    """Write `data` (one command, or several pipelined), then return one reply for each
+    of `stages`, the stage of each command in order. The banner is read with nothing
+    written: `Send(b"", (Stage.BANNER,))`.
 
-    An empty tuple means: only read one reply (the banner).
-    """
+    Bytes and stages rather than an object per command: every callout in flight keeps
+    its Send while the replies are awaited."""
 
-    commands: tuple[Command, ...]
-    stage: Stage
+    data: bytes
+    stages: tuple[Stage, ...]
+
+    def lines(self) -> list[bytes]:
+        """Each command as written, CR LF included (no command holds CR or LF)."""
+        return [line + b"\r\n" for line in self.data.split(b"\r\n")[:-1]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +168,7 @@ class Dialogue:
     def _banner(self) -> Generator[Action, list[Reply], bool]:
         """Whether the server greets us; the banner goes with this frame, not kept in
         `steps()` while the session waits for its later replies."""
-        (banner,) = yield Send((), Stage.BANNER)
+        (banner,) = yield Send(b"", (Stage.BANNER,))
         if not banner.is_positive:
             self._host_refused(Stage.BANNER, banner)
         return banner.is_positive
@@ -259,15 +259,15 @@ class Dialogue:
         else:
             rcpts = (probe,) if alone else (probe, str(address))
         while True:
-            commands = self._transaction_commands(rcpts, smtputf8)
-            if commands is None:
+            send = self._transaction_send(rcpts, smtputf8)
+            if send is None:
                 return False
             if pipelining:
                 self._rcpts_sent += len(rcpts)
-                answers = yield Send(commands, commands[-1].stage)
+                answers = yield send
             else:
-                answers = yield from self._one_by_one(commands)
-            del commands
+                answers = yield from self._one_by_one(send)
+            del send
             replies = self._rcpt_replies(answers)
             if replies is None:
                 return False
@@ -303,18 +303,17 @@ class Dialogue:
         self._probed = True
         self.catch_all = classify_catch_all_probe(reply, self.settings.mx_host)
 
-    def _transaction_commands(self, rcpts: tuple[str, ...], smtputf8: bool
-                              ) -> tuple[Command, ...] | None:
+    def _transaction_send(self, rcpts: tuple[str, ...], smtputf8: bool) -> Send | None:
         """RSET (after a transaction), MAIL FROM and RCPT TO for each of `rcpts`; None when
         they would go past the session's recipient limit."""
         if self._rcpts_sent and self._rcpts_sent + len(rcpts) > self.settings.max_rcpts:
             return None
         extension = " SMTPUTF8" if smtputf8 else ""
-        # One tuple, the one the driver is handed (kept while the replies are awaited).
-        return (
-            *((_command("RSET", "", Stage.MAIL),) if self._transaction_open else ()),
-            _command("MAIL", f"FROM:<{self.sender}>{extension}", Stage.MAIL),
-            *(_command("RCPT", f"TO:<{rcpt}>", Stage.RCPT) for rcpt in rcpts),
+        rset = (encode_command("RSET"),) if self._transaction_open else ()
+        return Send(
+            b"".join((*rset, encode_command("MAIL", f"FROM:<{self.sender}>{extension}"),
+                      *(encode_command("RCPT", f"TO:<{rcpt}>") for rcpt in rcpts))),
+            (*(Stage.MAIL for _ in rset), Stage.MAIL, *(Stage.RCPT for _ in rcpts)),
         )
 
     def _rcpt_replies(self, replies: list[Reply]) -> list[Reply] | None:
@@ -345,16 +344,14 @@ class Dialogue:
             return None
         return f"{local}@{address.domain}"
 
-    def _one_by_one(
-        self, commands: tuple[Command, ...]
-    ) -> Generator[Action, list[Reply], list[Reply]]:
+    def _one_by_one(self, batch: Send) -> Generator[Action, list[Reply], list[Reply]]:
         """A server without PIPELINING: one command at a time, none after a failed MAIL."""
         replies: list[Reply] = []
-        for command in commands:
-            self._rcpts_sent += command.stage is Stage.RCPT
-            (reply,) = yield Send((command,), command.stage)
+        for line, stage in zip(batch.lines(), batch.stages, strict=True):
+            self._rcpts_sent += stage is Stage.RCPT
+            (reply,) = yield Send(line, (stage,))
             replies.append(reply)
-            if command.line.startswith(b"MAIL") and not reply.is_positive:
+            if line.startswith(b"MAIL") and not reply.is_positive:
                 break
         return replies
 
@@ -364,9 +361,5 @@ def _keywords_read(ehlo: Reply) -> tuple[str, ...]:
     return tuple(keyword for keyword in _KEYWORDS_READ if keyword in advertised)
 
 
-def _command(verb: str, argument: str, stage: Stage) -> Command:
-    return Command(encode_command(verb, argument), stage)
-
-
 def _send(verb: str, argument: str, stage: Stage) -> Send:
-    return Send((_command(verb, argument, stage),), stage)
+    return Send(encode_command(verb, argument), (stage,))

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from cbv.callout.client_protocol import SmtpClientProtocol
 from cbv.callout.connector import Connector, EgressFailed
 from cbv.callout.dialogue import (
-    Command,
     ConnectionLost,
     Dialogue,
     Quit,
@@ -110,20 +109,19 @@ async def run_session(
         if lost is not None:
             lose_connection(steps, lost)
             return
-        stage = Stage.BANNER
         while not isinstance(action, Quit):
             if isinstance(action, StartTLS):
                 await _start_tls(connection, options, deadline, log)
                 action = steps.send([])
                 continue
             assert isinstance(action, Send)
-            stage = action.stage
-            if action.commands:
-                _write(connection, action.commands, log)
+            if action.data:
+                if log:
+                    log.sent(action.data)
+                connection.write(action.data)
             replies: list[Reply] = []
-            for command in action.commands or (None,):
-                if command is not None:
-                    stage = command.stage
+            for awaited in action.stages:
+                stage = awaited  # what a failure from here on is reported at
                 if not connection.has_reply:
                     with timer.stage(_budget(options.command_timeout, deadline)):
                         await connection.arrival()
@@ -132,7 +130,7 @@ async def run_session(
                     log.received(replies[-1])
             action = steps.send(replies)
             # The dialogue has classified them: not kept across the waits that follow.
-            del replies, command
+            del replies
         # The QUIT wait in this frame, not a coroutine of its own per callout.
         try:
             if log:
@@ -169,14 +167,6 @@ async def run_session(
             connection.close()
         else:
             connection.abort()
-
-
-def _write(connection: SmtpClientProtocol, commands: tuple[Command, ...],
-           log: _Transcript | None) -> None:
-    data = b"".join(c.line for c in commands)
-    if log:
-        log.sent(data)
-    connection.write(data)
 
 
 async def _connect(target: Target, route: Route, connection: SmtpClientProtocol,
