@@ -198,6 +198,7 @@ class CalloutRunner:
         )
         self._connector = FilteredConnector(
             connector or EgressConnector(proxy_handshake_timeout(callout)), policy)
+        self._routes: dict[str, Route] = {}
 
     @property
     def senders(self) -> tuple[str, ...]:
@@ -237,7 +238,6 @@ class CalloutRunner:
         targets = plan.targets
         del plan  # what a callout in flight keeps, it keeps for seconds
         sessions = _Sessions(sender_index=self._first_sender(known))
-        decided = sessions.decided
         pending: Sequence[Address] = addresses  # replaced, never changed: no copy kept
         last_failure = _BUDGET_EXHAUSTED
         senders = self._senders_for(message_recipient_domain.get())
@@ -265,7 +265,7 @@ class CalloutRunner:
                     dialogue.abandon(ConnectionLost(Stage.CONNECT, denial.reason, denial.detail))
                 else:
                     try:
-                        await run_session(target, dialogue, Route(self._connector, egress),
+                        await run_session(target, dialogue, self._route(egress),
                                           self._options, deadline, lines)
                     except TlsHandshakeFailed:
                         use_tls = False  # the same host again, in plain text
@@ -279,12 +279,7 @@ class CalloutRunner:
                         continue  # the same host through the next egress
                     self._egresses.succeeded(egress)
                     await admission.session_over(refusal_of(dialogue), answered(dialogue))
-            self._observe(sessions, dialogue, admitted=denial is None)
-            refusals = [*dialogue.outcomes.values(), dialogue.host_failure]
-            if any(refuses_the_egress(outcome) for outcome in refusals):
-                sessions.egress_refusals += ((egress, target.host),)
-            for address, outcome in dialogue.outcomes.items():
-                decided[address] = _Decided(outcome, target)
+            self._observe(sessions, dialogue, target, egress, admitted=denial is None)
             still = dialogue.undecided
             if dialogue.host_failure is not None or len(still) == len(pending):
                 if dialogue.host_failure is not None:
@@ -293,10 +288,8 @@ class CalloutRunner:
                 use_tls = self._options.tls_context is not None
             pending = still
         sessions.tried_every_host = index >= len(targets)
-        for address in pending:
-            decided[address] = last_failure
-        for refused, host in sessions.egress_refusals:
-            await self._egresses.refused(refused, host)
+        sessions.decided.update(dict.fromkeys(pending, last_failure))
+        await self._tell_refusals(sessions)
         return self._report(addresses, sessions, known, started, lines)
 
     def _report(self, addresses: Sequence[Address], sessions: _Sessions,
@@ -339,10 +332,22 @@ class CalloutRunner:
             one_recipient_per_transaction=sessions.one_recipient_per_transaction,
         )
 
+    def _route(self, egress: Egress) -> Route:
+        """One Route per egress, not one per session."""
+        route = self._routes.get(egress.name)
+        if route is None or route.egress is not egress:
+            route = self._routes[egress.name] = Route(self._connector, egress)
+        return route
+
+    async def _tell_refusals(self, sessions: _Sessions) -> None:
+        for refused, host in sessions.egress_refusals:
+            await self._egresses.refused(refused, host)
+
     @staticmethod
-    def _observe(sessions: _Sessions, dialogue: Dialogue, admitted: bool) -> None:
-        """A host not dialled (busy, over budget, cooling) is not evidence that the domain
-        is unreachable."""
+    def _observe(sessions: _Sessions, dialogue: Dialogue, target: Target, egress: Egress,
+                 admitted: bool) -> None:
+        """What a session decided and showed. A host not dialled (busy, over budget,
+        cooling) is not evidence that the domain is unreachable."""
         sessions.sender_index = dialogue.sender_index
         if not admitted or not _failed_to_connect(dialogue):
             sessions.reached_a_host = True
@@ -352,6 +357,11 @@ class CalloutRunner:
             sessions.vrfy_decisive = bool(sessions.vrfy_decisive) or dialogue.vrfy_decisive
         if dialogue.one_recipient_per_transaction:
             sessions.one_recipient_per_transaction = True
+        outcomes = dialogue.outcomes
+        if any(map(refuses_the_egress, (*outcomes.values(), dialogue.host_failure))):
+            sessions.egress_refusals += ((egress, target.host),)
+        for address, outcome in outcomes.items():
+            sessions.decided[address] = _Decided(outcome, target)
 
     def _settings(
         self, target: Target, use_tls: bool, known: DomainKnowledge, sessions: _Sessions,

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
+from types import MappingProxyType
 
 from cbv.address import Address
 from cbv.callout.runner import NOTHING_KNOWN, CalloutRunner
@@ -13,6 +15,8 @@ from cbv.engine.limits import GLOBAL_POOL, CalloutLimits
 from cbv.engine.observer import VerifierObserver
 from cbv.engine.verdict_store import VerdictStore
 from cbv.model import Reason, Result, Stage, Verdict, utcnow
+
+NO_VERDICTS: Mapping[Address, Verdict] = MappingProxyType({})
 
 
 def rate_limited_verdict(address: Address, detail: str) -> Verdict:
@@ -93,7 +97,7 @@ class LimitedCallout:
                 return {address: rate_limited_verdict(address, detail) for address in addresses}
             self._observer.callout_started()
             started = time.perf_counter()
-            verdicts: dict[Address, Verdict] = {}
+            verdicts: Mapping[Address, Verdict] = NO_VERDICTS  # no dict kept meanwhile
             try:
                 report = await self._runner.run_report(addresses, transcript, known)
                 verdicts = report.verdicts
