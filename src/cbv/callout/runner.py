@@ -223,15 +223,15 @@ class CalloutRunner:
         session each in order until every address is decided.
 
         One coroutine for the whole callout (each suspended frame is memory and a step on
-        every wake-up of a callout in flight)."""
-        await self._take_turn()  # a wave of callouts asks DNS over several turns
+        every wake-up of a callout in flight). A wave of callouts reaches DNS over several
+        event-loop turns already: single-flight starts them so (engine/shared_callouts.py)."""
         started = time.monotonic()
         deadline = started + self._config.total_timeout
         lines: list[TranscriptLine] | None = [] if transcript else None
         first = addresses[0]
         domain = self.mx_domain(first)
         plan = await self._planner.plan(domain, first.literal_ip)
-        await self._take_turn()  # and connects over several when the answers come together
+        await self._take_turn()  # connects over several turns when answers come together
         if plan.failure is not None:
             failed = _Sessions({a: _Decided(plan.failure, None) for a in addresses})
             return self._report(addresses, failed, known, started, lines)
