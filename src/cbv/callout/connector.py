@@ -9,6 +9,7 @@ connectors and egress fields, not changes to the session.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Protocol
 
 from cbv.callout.networks import TargetPolicy
@@ -27,11 +28,13 @@ class EgressFailed(Exception):
 
 
 class Connector(Protocol):
-    async def connect(self, target: Target, egress: Egress, protocol: asyncio.Protocol) -> None:
-        """Connect `protocol` to `target.ip`:`target.port` through `egress`: on return its
-        `connection_made` has run, and every byte from the target goes to it. Raises
+    def connect(self, target: Target, egress: Egress, protocol: asyncio.Protocol
+                ) -> Awaitable[None]:
+        """Connect `protocol` to `target.ip`:`target.port` through `egress`: once awaited,
+        its `connection_made` has run, and every byte from the target goes to it. Raises
         OSError when the connection cannot be made; the caller bounds the time it may
-        take."""
+        take. A connector that only picks another may hand back that one's awaitable (no
+        coroutine of its own to step through on every wake-up of the connect)."""
         ...
 
 
@@ -58,8 +61,9 @@ class FilteredConnector:
         self._inner = inner
         self._policy = policy
 
-    async def connect(self, target: Target, egress: Egress, protocol: asyncio.Protocol) -> None:
+    def connect(self, target: Target, egress: Egress, protocol: asyncio.Protocol
+                ) -> Awaitable[None]:
         why = self._policy.why_forbidden(target.ip)
         if why is not None:
             raise ForbiddenTarget(f"{target.ip} is in a forbidden network: {why}")
-        await self._inner.connect(target, egress, protocol)
+        return self._inner.connect(target, egress, protocol)

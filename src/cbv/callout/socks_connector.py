@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 from cbv.callout.connector import Connector, DirectConnector, EgressFailed
 from cbv.callout.plan import Target
@@ -135,8 +136,7 @@ class EgressConnector:
         self._direct: Connector = DirectConnector()
         self._socks: Connector = Socks5Connector(handshake_timeout)
 
-    async def connect(self, target: Target, egress: Egress, protocol: asyncio.Protocol) -> None:
-        if egress.proxy is None:
-            await self._direct.connect(target, egress, protocol)
-        else:
-            await self._socks.connect(target, egress, protocol)
+    def connect(self, target: Target, egress: Egress, protocol: asyncio.Protocol
+                ) -> Awaitable[None]:
+        connector = self._direct if egress.proxy is None else self._socks
+        return connector.connect(target, egress, protocol)
