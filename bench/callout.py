@@ -428,6 +428,9 @@ def measure_py3ve(scale: Scale, dns_host: str, dns_port: int) -> dict[str, Any]:
 
 # The run, the report and the docs section.
 
+Measurement = tuple[str, Callable[..., dict[str, Any]], tuple[Any, ...]]  # name, function, args
+
+
 def run(scale: Scale, ports: Sequence[int] = (25, 0), py3ve: bool = True, rounds: int = 1,
         log: Callable[[str], None] = print) -> dict[str, Any]:
     """Every measurement of one run; helper processes stop before this returns.
@@ -472,16 +475,30 @@ def run(scale: Scale, ports: Sequence[int] = (25, 0), py3ve: bool = True, rounds
             results[name] = min(tries, key=lambda r: float(r["wall"]))
             results[name]["rounds"] = [round(float(r["wall"]), 2) for r in tries]
 
-        phase("floor", measure_floor, farm.port)
-        phase("cbv", measure_cbv, nameserver, farm.port, "many")
+        def alternating(*specs: Measurement) -> None:
+            """Rounds taken in turn (floor, cbv, ..., floor, cbv, ...), the fastest of each
+            kept: a change in the machine's state (other load, the sockets the round before
+            left in TIME_WAIT) falls on every measurement alike, not on whichever ran first."""
+            tries: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in specs}
+            for number in range(rounds):
+                for name, function, args in specs:
+                    log(f"measuring {name}, round {number + 1} of {rounds} ...")
+                    tries[name].append(measure(function, *args))
+            for name, found in tries.items():
+                results[name] = min(found, key=lambda r: float(r["wall"]))
+                results[name]["rounds"] = [round(float(r["wall"]), 2) for r in found]
+
+        throughput: list[Measurement] = [("floor", measure_floor, (farm.port,)),
+                      ("cbv", measure_cbv, (nameserver, farm.port, "many"))]
         if scale.single:
-            phase("cbv_single", measure_cbv, nameserver, farm.port, "each")
-            phase("cbv_single_mx", measure_cbv, nameserver, farm.port, "each-mx")
+            throughput += [("cbv_single", measure_cbv, (nameserver, farm.port, "each")),
+                           ("cbv_single_mx", measure_cbv, (nameserver, farm.port, "each-mx"))]
             if importlib.util.find_spec("uvloop") is not None:
-                phase("cbv_single_mx_uvloop", measure_cbv, nameserver, farm.port, "each-mx",
-                      "uvloop")
+                throughput.append(("cbv_single_mx_uvloop", measure_cbv,
+                                   (nameserver, farm.port, "each-mx", "uvloop")))
             else:
                 results["skipped"]["cbv_single_mx_uvloop"] = "uvloop is not installed"
+        alternating(*throughput)
         reason = _py3ve_unavailable(farm.port) if py3ve and scale.py3ve else "not asked for"
         if reason is None:
             phase("py3ve", measure_py3ve, dns.info["host"], dns.info["port"])
@@ -685,8 +702,9 @@ def report(results: dict[str, Any], scale: Scale, command: str, elapsed: float) 
         f"(out of {len(os.sched_getaffinity(0))}): above ~0.2, wall-clock rates are "
         "depressed and the CPU figures are the ones to compare.",
         f"- Each throughput row is the fastest of {len(results['floor']['rounds'])} round(s), "
-        "each in a fresh process (walls of every round are listed below); the slow farm rows are "
-        "one round each.",
+        "each in a fresh process (walls of every round are listed below), the rows' rounds "
+        "taken in turn (floor, cbv, ..., floor, cbv, ...) so that a change in the machine's "
+        "state falls on all of them alike; the slow farm rows are one round each.",
         "- Throughput counts addresses with a verdict per second of wall time. cbv needs no "
         "SMTP for domains without mail, and `verify_many` asks up to 9 addresses per session "
         "(plus a catch-all probe); the floor makes one session per address. The row \"MX "
