@@ -3,9 +3,11 @@ loop's own messages and Python's warnings included."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +16,7 @@ from typing import Literal
 import pytest
 
 from cbv.config import LogConfig
-from cbv.servers.logs import DECISIONS, FIELDS, configure_logging, event
+from cbv.servers.logs import DECISIONS, FIELDS, LineHandler, configure_logging, event
 
 TOUCHED = ("cbv", "asyncio", "py.warnings")
 
@@ -148,3 +150,42 @@ def test_decisions_reach_another_handler_as_records(stream: io.StringIO) -> None
     assert [(record.name, record.getMessage()) for record in capture.records] == [
         ("cbv.decision", "decision")]
     assert [entry["event"] for entry in lines(stream)] == ["decision"]
+
+
+class HeldStream(io.StringIO):
+    """A stream whose writes the kernel holds back (a busy disk, a slow pipe reader) until
+    `release` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.entered.set()
+        if not self.release.wait(timeout=60):  # a loop held by the write never sets it
+            raise TimeoutError("the write was held for good")
+        return super().write(text)
+
+
+async def test_a_write_held_back_holds_the_writer_not_the_event_loop() -> None:
+    stream = HeldStream()
+    handler = LineHandler(stream)
+    handler.write_line("first")
+    await asyncio.sleep(0)  # the turn is over: its line goes to the writer
+    await asyncio.get_running_loop().run_in_executor(None, stream.entered.wait)
+    for number in range(100):  # the loop goes on while that write is held
+        assert handler.write_line(f"line {number}")
+        await asyncio.sleep(0)
+    assert stream.getvalue() == ""
+    stream.release.set()
+    handler.close()
+    assert stream.getvalue().splitlines() == ["first", *(f"line {n}" for n in range(100))]
+
+
+def test_without_an_event_loop_a_line_is_written_at_once() -> None:
+    stream = io.StringIO()
+    handler = LineHandler(stream)
+    assert handler.write_line("now")
+    assert stream.getvalue() == "now\n"
+    handler.close()
