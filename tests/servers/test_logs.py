@@ -189,3 +189,16 @@ def test_without_an_event_loop_a_line_is_written_at_once() -> None:
     assert handler.write_line("now")
     assert stream.getvalue() == "now\n"
     handler.close()
+
+
+def test_lines_a_stopped_loop_left_come_before_the_next_ones() -> None:
+    stream = io.StringIO()
+    handler = LineHandler(stream)
+
+    async def serve() -> None:
+        handler.write_line("decided")
+
+    asyncio.run(serve())
+    assert handler.write_line("stopped")
+    assert stream.getvalue().splitlines() == ["decided", "stopped"]
+    handler.close()
