@@ -121,10 +121,10 @@ class LineHandler(logging.StreamHandler[TextIO]):
     50 ms, or 64 KB) to a thread of its own, which writes and flushes them: a write the
     kernel holds back (dirty pages on a busy disk, a slow reader of a pipe) holds that
     thread, never the event loop. (The policy listener's p99 at half its maximum rate was
-    8-14 ms in four of eight runs of `bench policy` on this machine's disk before, 1.1-1.7
-    ms after.) Nothing is dropped: past `MAX_PENDING` characters not yet written, the loop
-    waits for the writer. Without a running loop (start-up, exit, tests) a line is written
-    and flushed at once, after any the stopped loop left."""
+    8-14 ms in four of eight runs of `bench policy` on this machine's disk before, 1.1-2.5
+    ms in five of six after.) Nothing is dropped: past `MAX_PENDING` characters not yet
+    written, the loop waits for the writer. Without a running loop (start-up, exit, tests)
+    a line is written and flushed at once, after any the stopped loop left."""
 
     HAND_OVER_AFTER = 0.05  # seconds: a line waits at most this long for the writer
     HAND_OVER_SIZE = 64 * 1024  # characters: a busy daemon's lines go sooner, in batches
