@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-YOUNG_THRESHOLD = 25_000
+YOUNG_THRESHOLD = 10_000
 # Young collections between two of the middle generation, and middle ones between two full
 # ones: 3 x 33 young collections per full one, as Python's default 10 x 10.
 MIDDLE_THRESHOLD = 3
@@ -17,12 +17,11 @@ def tune_for_many_connections() -> None:
     built and collecting young objects less often halves the collector's share of the CPU
     (measured with `python -m bench callout`, see docs/benchmarks.md).
 
-    A young collection comes once 25,000 more objects are alive than at the last one
-    (Python's default: 700), so fewer of a callout's short-lived objects are still there to
-    be walked and promoted when it comes: the collector's share of a callout's CPU went from
-    11% to 6-7% against 10,000. Higher costs the loop's latency: at 40,000 a middle
-    collection with 10,000 callouts in flight took up to 0.08 s (a stall of 0.10 s, the
-    budget), at 100,000 0.14 s; at 25,000 the longest took 0.03-0.05 s.
+    Young collections after 10,000 more live objects, not more: 25,000 cut the collector's
+    share of a callout's CPU from 11% to 6-7% (`bench callout`), but a minute of mixed load
+    on the daemon (tests/servers/test_soak.py) then grew its RSS by 20 MB before it levelled
+    off; 40,000 and 100,000 also gave middle collections of 0.08 and 0.14 s with 10,000
+    callouts in flight.
 
     Every survivor of a young collection is walked once more when the middle generation
     is collected, and with 10,000 callouts in flight nearly every young object survives:
