@@ -231,7 +231,7 @@ class CalloutRunner:
         first = addresses[0]
         domain = self.mx_domain(first)
         plan = await self._planner.plan(domain, first.literal_ip)
-        await self._take_turn()  # connects over several turns when answers come together
+        await self._pacer.take_turn()  # connects over several turns when answers come together
         if plan.failure is not None:
             failed = _Sessions({a: _Decided(plan.failure, None) for a in addresses})
             return self._report(addresses, failed, known, started, lines)
@@ -300,12 +300,6 @@ class CalloutRunner:
             for address in addresses
         }
         return CalloutReport(verdicts, self._learned(sessions, known))
-
-    async def _take_turn(self) -> None:
-        """Go on in this event-loop turn if it has room, else in a later one (pacer.py)."""
-        turn = self._pacer.admit()
-        if turn is not None:
-            await turn
 
     def _senders_for(self, recipient_domain: str | None) -> tuple[str, ...]:
         """The senders of a callout made for a message to `recipient_domain`."""

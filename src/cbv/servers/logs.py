@@ -159,9 +159,7 @@ class LineHandler(logging.StreamHandler[TextIO]):
             loop = asyncio.get_running_loop()
         except RuntimeError:
             if self._batch and threading.get_ident() == self._batcher:
-                # The loop that batched these lines has stopped: they come first.
-                self._wait_for_writer()
-                return self._write_now([*self._take_batch(), line])
+                return self._drain(line)  # the loop that batched those has stopped
             return self._write_now([line])
         batch = self._batch
         batch.append(line)
@@ -181,16 +179,19 @@ class LineHandler(logging.StreamHandler[TextIO]):
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            self._wait_for_writer()
-            self._write_now(self._take_batch())
+            self._drain()
 
     def close(self) -> None:
-        self._wait_for_writer()
-        self._write_now(self._take_batch())
+        self._drain()
         if self._writer is not None:
             self._writer.shutdown(wait=True)
             self._writer = None
         super().close()
+
+    def _drain(self, *more: str) -> bool:
+        """What the writer has, then the batch and `more`, written before this returns."""
+        self._wait_for_writer()
+        return self._write_now([*self._take_batch(), *more])
 
     def _take_batch(self) -> list[str]:
         lines, self._batch, self._batch_size = self._batch, [], 0
