@@ -169,8 +169,6 @@ class LineHandler(logging.StreamHandler[TextIO]):
             loop.call_later(self.HAND_OVER_AFTER, self._hand_over)
         elif self._batch_size > self.HAND_OVER_SIZE:
             self._hand_over()
-            if self._writing > self.MAX_PENDING:
-                self._wait_for_writer()
         return True
 
     def flush(self) -> None:
@@ -207,6 +205,8 @@ class LineHandler(logging.StreamHandler[TextIO]):
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cbv-log")
         self._last = self._writer.submit(self._write_handed, lines, size)
+        if self._writing > self.MAX_PENDING:  # by size or by time: the bound holds for both
+            self._wait_for_writer()
 
     def _write_handed(self, lines: list[str], size: int) -> None:
         self._write_now(lines)
