@@ -3,9 +3,10 @@ no timing is asserted."""
 
 
 from bench.__main__ import main as bench_main
-from bench.policy import Scale, report, run
+from bench.policy import Scale, median_round, report, run
+from bench.policy_load import Run
 
-TINY = Scale(seconds=0.3, rounds=1, connections=4, idle=20, senders=10)
+TINY = Scale(seconds=0.3, rounds=1, latency_rounds=2, connections=4, idle=20, senders=10)
 
 
 def test_both_servers_answer_alike_and_cbv_logs_every_decision() -> None:
@@ -15,7 +16,8 @@ def test_both_servers_answer_alike_and_cbv_logs_every_decision() -> None:
     assert results.reference_max.best is not None
     assert set(best.answers) == {"DUNNO", "550"}  # pass and fail senders, from the cache
     assert set(results.reference_max.best.answers) == {"DUNNO", "550"}
-    assert results.cbv_half.answered > 0
+    assert len(results.cbv_half) == len(results.reference_half) == TINY.latency_rounds
+    assert all(run.answered > 0 for run in (*results.cbv_half, *results.reference_half))
     assert results.log_lines == results.cbv_decisions
     assert results.cbv_rss[2] == results.reference_rss[2] == TINY.idle
     section = report(results, quick=True)
@@ -25,3 +27,9 @@ def test_both_servers_answer_alike_and_cbv_logs_every_decision() -> None:
 def test_the_dispatcher_knows_it(capsys) -> None:  # type: ignore[no-untyped-def]
     assert bench_main([]) == 0
     assert "policy" in capsys.readouterr().out
+
+
+def test_the_latency_target_reads_the_median_round() -> None:
+    runs = [Run(latencies_ms=[float(p99)] * 100) for p99 in (9, 1, 4, 2)]
+    assert median_round(runs).percentile(0.99) == 2.0
+    assert median_round(runs[:3]).percentile(0.99) == 4.0
