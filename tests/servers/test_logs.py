@@ -11,12 +11,25 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cbv.config import LogConfig
-from cbv.servers.logs import DECISIONS, FIELDS, LineHandler, configure_logging, event
+from cbv.servers.logs import (
+    DECISIONS,
+    FIELDS,
+    LineHandler,
+    configure_logging,
+    encode_json,
+    event,
+)
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 TOUCHED = ("cbv", "asyncio", "py.warnings")
 
@@ -183,6 +196,52 @@ async def test_a_write_held_back_holds_the_writer_not_the_event_loop() -> None:
     assert stream.getvalue().splitlines() == ["first", *(f"line {n}" for n in range(100))]
 
 
+class HeldFile(io.RawIOBase):
+    """A file whose writes the kernel holds back until `release` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: ReadableBuffer) -> int:
+        self.entered.set()
+        if not self.release.wait(timeout=60):  # a loop held by the write never sets it
+            raise TimeoutError("the write was held for good")
+        chunk = bytes(data)
+        self.written += chunk
+        return len(chunk)
+
+
+async def test_a_file_held_back_holds_the_writer_and_gets_every_line_encoded() -> None:
+    raw = HeldFile()
+    stream = io.TextIOWrapper(io.BufferedWriter(raw), encoding="utf-8")
+    handler = LineHandler(stream)
+    handler.write_line("first, from dédé@exemple.test")
+    await asyncio.get_running_loop().run_in_executor(None, raw.entered.wait)
+    for number in range(100):  # the loop goes on while that write is held
+        assert handler.write_line(f"line {number}")
+        await asyncio.sleep(0)
+    assert raw.written == b""
+    raw.release.set()
+    handler.close()
+    assert raw.written.decode("utf-8").splitlines() == [
+        "first, from dédé@exemple.test", *(f"line {n}" for n in range(100))]
+
+
+def test_a_character_the_stream_cannot_encode_is_escaped_not_lost(tmp_path: Path) -> None:
+    path = tmp_path / "cbv.log"
+    with path.open("w", encoding="ascii") as stream:
+        handler = LineHandler(stream)
+        assert handler.write_line("from dédé@exemple.test")
+        handler.close()
+    assert path.read_text("ascii") == "from d\\xe9d\\xe9@exemple.test\n"
+
+
 def test_without_an_event_loop_a_line_is_written_at_once() -> None:
     stream = io.StringIO()
     handler = LineHandler(stream)
@@ -202,3 +261,19 @@ def test_lines_a_stopped_loop_left_come_before_the_next_ones() -> None:
     assert handler.write_line("stopped")
     assert stream.getvalue().splitlines() == ["decided", "stopped"]
     handler.close()
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12)
+
+
+@given(st.dictionaries(st.text(), JSON_VALUES, max_size=6))
+def test_a_line_s_fields_encode_as_json_dumps_writes_them(fields: dict[str, object]) -> None:
+    assert encode_json(fields) == json.dumps(fields, ensure_ascii=False, separators=(",", ":"),
+                                       default=str)
+
+
+def test_a_value_json_cannot_carry_is_written_as_its_text() -> None:
+    assert encode_json({"at": Path("/var/log")}) == '{"at":"/var/log"}'
