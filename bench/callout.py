@@ -468,21 +468,14 @@ def run(scale: Scale, ports: Sequence[int] = (25, 0), py3ve: bool = True, rounds
             )
             return result
 
-        def phase(name: str, function: Callable[..., dict[str, Any]], *args: Any,
-                  best_of: int = rounds) -> None:
-            log(f"measuring {name} ...")
-            tries = [measure(function, *args) for _ in range(best_of)]
-            results[name] = min(tries, key=lambda r: float(r["wall"]))
-            results[name]["rounds"] = [round(float(r["wall"]), 2) for r in tries]
-
-        def alternating(*specs: Measurement) -> None:
+        def alternating(*specs: Measurement, best_of: int = rounds) -> None:
             """Rounds taken in turn (floor, cbv, ..., floor, cbv, ...), the fastest of each
             kept: a change in the machine's state (other load, the sockets the round before
             left in TIME_WAIT) falls on every measurement alike, not on whichever ran first."""
             tries: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in specs}
-            for number in range(rounds):
+            for number in range(best_of):
                 for name, function, args in specs:
-                    log(f"measuring {name}, round {number + 1} of {rounds} ...")
+                    log(f"measuring {name}, round {number + 1} of {best_of} ...")
                     tries[name].append(measure(function, *args))
             for name, found in tries.items():
                 results[name] = min(found, key=lambda r: float(r["wall"]))
@@ -501,7 +494,7 @@ def run(scale: Scale, ports: Sequence[int] = (25, 0), py3ve: bool = True, rounds
         alternating(*throughput)
         reason = _py3ve_unavailable(farm.port) if py3ve and scale.py3ve else "not asked for"
         if reason is None:
-            phase("py3ve", measure_py3ve, dns.info["host"], dns.info["port"])
+            alternating(("py3ve", measure_py3ve, (dns.info["host"], dns.info["port"])))
             seen = results["py3ve"]["dns_mx_queries"]
             if seen < results["py3ve"]["domains"]:
                 raise RuntimeError(f"py3-validate-email made only {seen} MX queries to the "
@@ -510,9 +503,10 @@ def run(scale: Scale, ports: Sequence[int] = (25, 0), py3ve: bool = True, rounds
             results["skipped"]["py3ve"] = reason
         if scale.in_flight:
             farm.set_delay(SLOW_DELAY)
-            phase("slow", measure_slow, nameserver, farm.port, best_of=1)
+            alternating(("slow", measure_slow, (nameserver, farm.port)), best_of=1)
             if importlib.util.find_spec("uvloop") is not None:
-                phase("slow_uvloop", measure_slow, nameserver, farm.port, "uvloop", best_of=1)
+                alternating(("slow_uvloop", measure_slow, (nameserver, farm.port, "uvloop")),
+                            best_of=1)
             farm.set_delay(0.0)
     finally:
         dns.stop()

@@ -138,7 +138,7 @@ class LineHandler(logging.StreamHandler[TextIO]):
     kernel holds back (dirty pages on a busy disk, a slow reader of a pipe) holds that
     thread, never the event loop. (The policy listener's p99 at half its maximum rate was
     8-14 ms in four of eight runs of `bench policy` on this machine's disk before, 1.1-2.5
-    ms in five of six after.) Nothing is dropped: past `MAX_PENDING` characters not yet
+    ms in five of six after.) Nothing is dropped: past `MAX_PENDING` bytes not yet
     written, the loop waits for the writer. Without a running loop (start-up, exit, tests)
     a line is written and flushed at once, after any the stopped loop left.
 
@@ -160,7 +160,7 @@ class LineHandler(logging.StreamHandler[TextIO]):
         self._batch: list[str] = []  # lines not yet handed to the writer
         self._batch_size = 0
         self._batcher = 0  # the thread whose event loop batches the lines
-        self._writing = 0  # characters handed to the writer and not yet written
+        self._writing = 0  # bytes (or characters) handed to the writer, not yet written
         self._counting = threading.Lock()  # `_writing` changes in both threads
         # The stream's own lock, not the handler's: `handle()` takes that one in the event
         # loop for every record, and a write held back by the kernel must not hold it.
@@ -281,8 +281,9 @@ class DecisionLog:
     """The line per decision, by far the daemon's most frequent: written straight into the
     stream of the handler `configure_logging` set up, exactly the line its formatter
     would make, but without building a LogRecord or going through the logger's handler
-    chain (together about 11 µs of a cached decision's 80). The handler writes the lines
-    of an event-loop turn together, from a thread of its own, and at exit as logging does.
+    chain (together about 11 µs of a cached decision's 80). The handler hands the lines
+    over in batches to a thread of its own, and writes what is left at exit as logging
+    does.
 
     The level still decides (`wanted()`). Where that handler is not the only one of the
     "cbv" logger (an application embedding cbv, tests capturing records), or before
