@@ -78,6 +78,15 @@ def test_enhanced_code_must_match_the_reply_class() -> None:
     assert reply.enhanced is None
 
 
+def test_a_reply_read_for_its_enhanced_code_is_still_equal_to_one_not_read() -> None:
+    """The code is kept once read; replies key the classifier's caches, so equality, hash
+    and repr must not see it."""
+    read, unread = Reply(550, ("5.1.1 no such user",)), Reply(550, ("5.1.1 no such user",))
+    assert read.enhanced == "5.1.1" and read.enhanced == "5.1.1"
+    assert read == unread and hash(read) == hash(unread) and repr(read) == repr(unread)
+    assert unread.text == "no such user" and Reply(550, ("no code",)).enhanced is None
+
+
 def test_bare_code_and_bare_lf_are_accepted() -> None:
     assert ReplyParser().feed(b"250\n")[0].lines == ("",)
 

@@ -49,8 +49,11 @@ class MemoryBackend:
 
     async def facts(self, domain: str) -> dict[str, Fact]:
         now = self._clock()
-        known = self._facts.get(domain, {})
-        return {name: fact for name, fact in known.items() if fact.expires_at > now}
+        current: dict[str, Fact] = {}
+        for name, fact in self._facts.get(domain, {}).items():  # no cell for `now`
+            if fact.expires_at > now:
+                current[name] = fact
+        return current
 
     async def learn(self, domain: str, facts: Mapping[str, Fact]) -> None:
         self._facts.setdefault(domain, {}).update(facts)

@@ -123,12 +123,14 @@ class Lifetimes:
         )
 
     def ttl(self, result: Result) -> float:
-        return {
-            Result.PASS: self.pass_ttl,
-            Result.FAIL: self.fail_ttl,
-            Result.TRANSIENT: self.transient_ttl,
-            Result.UNKNOWN: self.unknown_ttl,
-        }[result]
+        """Asked for every verdict stored: no mapping built per call."""
+        if result is Result.PASS:
+            return self.pass_ttl
+        if result is Result.FAIL:
+            return self.fail_ttl
+        if result is Result.TRANSIENT:
+            return self.transient_ttl
+        return self.unknown_ttl
 
     def record(self, verdict: Verdict, now: float) -> CachedVerdict | None:
         """The record to store for a fresh verdict, or None when it must not be cached."""

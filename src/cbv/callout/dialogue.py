@@ -130,7 +130,11 @@ class Dialogue:
 
     @property
     def undecided(self) -> list[Address]:
-        return [a for a in self.addresses if a not in self.outcomes]
+        outcomes, undecided = self.outcomes, []
+        for address in self.addresses:  # a comprehension made `self` a cell per session
+            if address not in outcomes:
+                undecided.append(address)
+        return undecided
 
     @property
     def sender(self) -> str:

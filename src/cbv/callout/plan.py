@@ -80,7 +80,10 @@ class Planner:
             (r for r in answer.records if r.exchange),
             key=lambda r: (r.preference, random.random()),
         )
-        hosts = [(r.exchange, self._config.port) for r in records[: self._config.max_mx_hosts]]
+        port = self._config.port
+        hosts = []
+        for record in records[: self._config.max_mx_hosts]:  # no cell per callout for `port`
+            hosts.append((record.exchange, port))
         return await self._plan_hosts(hosts)
 
     async def _plan_hosts(self, hosts: list[tuple[str, int]], implicit: bool = False) -> Plan:
@@ -104,12 +107,22 @@ class Planner:
         """IP literals answer themselves; the names go to the resolver in one call."""
         names = [host for host in hosts if not _is_ip_literal(host)]
         resolved = dict(zip(names, await self._resolver.addresses_of(names), strict=True))
-        return [resolved.get(host) or AddressAnswer(DnsStatus.OK, (host,), 0) for host in hosts]
+        answers = []
+        for host in hosts:  # a comprehension over `resolved` made it a cell per callout
+            answers.append(resolved.get(host) or AddressAnswer(DnsStatus.OK, (host,), 0))
+        return answers
 
     def _allowed(self, targets: list[Target]) -> Plan:
-        allowed = tuple(t for t in targets if not self._policy.is_forbidden(t.ip))
+        is_forbidden = self._policy.is_forbidden
+        allowed = []
+        for target in targets:  # no comprehension: it made `self` a cell per callout
+            if not is_forbidden(target.ip):
+                allowed.append(target)
         if allowed:
-            return Plan(allowed)
+            return Plan(tuple(allowed))
+        return self._forbidden(targets)
+
+    def _forbidden(self, targets: list[Target]) -> Plan:
         forbidden = "; ".join(sorted({
             f"{t.host}[{t.ip}]: {self._policy.why_forbidden(t.ip)}" for t in targets
         }))

@@ -110,7 +110,9 @@ class TtlCache(Generic[Answer]):
         if len(self._entries) > self._size:
             self._entries.popitem(last=False)
 
-    async def get(self, key: str, lookup: Callable[[], Awaitable[Answer]]) -> Answer:
+    async def get(self, key: str, lookup: Callable[[str], Awaitable[Answer]]) -> Answer:
+        """The answer for `key`, from `lookup(key)` on a miss (a method, not a closure
+        built for every callout that finds the answer here)."""
         cached = self.cached(key)
         if cached is not None:
             return cached
@@ -120,7 +122,7 @@ class TtlCache(Generic[Answer]):
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            answer = await lookup()
+            answer = await lookup(key)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()
@@ -185,26 +187,30 @@ class DnspythonResolver:
         )
 
     async def mx(self, domain: str) -> MxAnswer:
-        return await self._mx_cache.get(domain, lambda: self._query_mx(domain))
+        return await self._mx_cache.get(domain, self._query_mx)
 
     async def addresses(self, host: str) -> AddressAnswer:
-        return await self._address_cache.get(host, lambda: self._query_addresses(host))
+        return await self._address_cache.get(host, self._query_addresses)
 
     async def addresses_of(self, hosts: Sequence[str]) -> list[AddressAnswer]:
         """A task per lookup only for hosts the cache cannot answer (nearly every callout
-        finds its MX hosts' addresses there)."""
+        finds its MX hosts' addresses there). No comprehension over a local: each would
+        make that local a cell object for every call."""
         found: dict[str, AddressAnswer] = {}
+        missing: dict[str, None] = {}
         for host in hosts:
             cached = self._address_cache.cached(host)
-            if cached is not None:
+            if cached is None:
+                missing[host] = None
+            else:
                 found[host] = cached
-        missing = [host for host in dict.fromkeys(hosts) if host not in found]
         if len(missing) == 1:
-            found[missing[0]] = await self.addresses(missing[0])
+            [host] = missing
+            found[host] = await self.addresses(host)
         elif missing:
-            answers = await asyncio.gather(*(self.addresses(host) for host in missing))
+            answers = await asyncio.gather(*map(self.addresses, missing))
             found.update(zip(missing, answers, strict=True))
-        return [found[host] for host in hosts]
+        return list(map(found.__getitem__, hosts))
 
     async def _query(self, name: str, rdtype: str) -> _Found:
         """Asked of the first nameserver over UDP by our own codec; dnspython for the rest

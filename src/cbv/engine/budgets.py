@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from cbv.callout.plan import Target
 from cbv.config import LimitsConfig
-from cbv.engine.gcra import Gcra
+from cbv.engine.gcra import Gcra, pruned
 from cbv.providers import network_of, provider_of
 
 if TYPE_CHECKING:  # redis-py is imported only where a Redis URL is opened
@@ -150,7 +150,7 @@ class LocalDestinationBudget:
         for allowance, arrival in zip(wanted, arrivals, strict=True):
             self._arrivals[allowance.name] = arrival
         if len(self._arrivals) > PRUNE_ABOVE:
-            self._arrivals = {name: t for name, t in self._arrivals.items() if t > now}
+            self._arrivals = pruned(self._arrivals, now)
         return wait
 
     async def free_in(self, wanted: Sequence[Allowance]) -> float:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 from cbv.address import Address
@@ -17,6 +17,14 @@ from cbv.engine.verdict_store import VerdictStore
 from cbv.model import Reason, Result, Stage, Verdict, utcnow
 
 NO_VERDICTS: Mapping[Address, Verdict] = MappingProxyType({})
+
+
+def _each(addresses: list[Address], verdict: Callable[[Address, str], Verdict], about: str
+          ) -> dict[Address, Verdict]:
+    """The same kind of verdict for every address. Out of `LimitedCallout.run`: a
+    comprehension there would make `domain` and `detail` cells that every callout in
+    flight keeps."""
+    return {address: verdict(address, about) for address in addresses}
 
 
 def rate_limited_verdict(address: Address, detail: str) -> Verdict:
@@ -79,14 +87,14 @@ class LimitedCallout:
         domain = self._runner.mx_domain(addresses[0])
         known = await self._store.known(domain) if use_cache else NOTHING_KNOWN
         if known.unreachable:
-            return {address: unreachable_verdict(address, domain) for address in addresses}
+            return _each(addresses, unreachable_verdict, domain)
         if known.catch_all and not (transcript or self._recheck_catch_all):
-            return {address: catch_all_verdict(address, domain) for address in addresses}
+            return _each(addresses, catch_all_verdict, domain)
         wait = await self._limits.budget.reserve(domain)
         if wait is None:
             self._observer.limit_refused(domain, "domain_budget")
             detail = f"callout budget for {domain} spent; not calling out now"
-            return {address: rate_limited_verdict(address, detail) for address in addresses}
+            return _each(addresses, rate_limited_verdict, detail)
         if wait:
             self._observer.limit_wait(domain, wait)
             await asyncio.sleep(wait)
@@ -94,7 +102,7 @@ class LimitedCallout:
             if not admitted:
                 self._observer.limit_refused(domain, "in_flight")
                 detail = "too many callouts in flight; not calling out now"
-                return {address: rate_limited_verdict(address, detail) for address in addresses}
+                return _each(addresses, rate_limited_verdict, detail)
             self._observer.callout_started()
             started = time.perf_counter()
             verdicts: Mapping[Address, Verdict] = NO_VERDICTS  # no dict kept meanwhile

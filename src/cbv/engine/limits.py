@@ -21,7 +21,7 @@ from cbv.config import LimitsConfig
 from cbv.engine.budgets import DestinationBudget, LocalDestinationBudget, RedisDestinationBudget
 from cbv.engine.cooldown import Cooldown, LocalCooldown, RedisCooldown
 from cbv.engine.first_look import FirstLook, LookInTurn, RedisLook
-from cbv.engine.gcra import Gcra
+from cbv.engine.gcra import Gcra, pruned
 from cbv.engine.polling import poll_until
 
 if TYPE_CHECKING:  # redis-py is imported only where a Redis URL is opened
@@ -83,7 +83,7 @@ class LocalBudget:
             return None
         wait, self._arrivals[domain] = reserved
         if len(self._arrivals) > PRUNE_ABOVE:
-            self._arrivals = {d: t for d, t in self._arrivals.items() if t > now}
+            self._arrivals = pruned(self._arrivals, now)
         return wait
 
 

@@ -5,6 +5,7 @@ Refreshes of stale cached verdicts run here too, in the background."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -18,6 +19,15 @@ from cbv.engine.verdict_store import VerdictStore
 from cbv.model import Verdict
 
 log = logging.getLogger("cbv.engine")
+# `set.discard` reads no context variable: one shared empty context spares each callout in
+# flight a copy of its caller's.
+_NO_VARIABLES = contextvars.Context()
+
+
+def _without(addresses: list[Address], known: dict[Address, Verdict]) -> list[Address]:
+    """Out of `SharedCallouts._lead`: a comprehension there made `verdicts` a cell that
+    every callout in flight kept."""
+    return [address for address in addresses if address not in known]
 
 
 class SharedCallouts:
@@ -101,7 +111,7 @@ class SharedCallouts:
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background.discard, context=_NO_VARIABLES)
 
     async def _lead(self, addresses: list[Address], use_cache: bool) -> None:
         """Runs as its own task, so a caller that goes away does not cancel the others.
@@ -122,8 +132,7 @@ class SharedCallouts:
                 del elsewhere  # not kept while the callout is in flight
                 try:
                     verdicts = await self._store.fresh(claimed) if claimed else {}
-                    todo = [address for address in claimed if address not in verdicts] \
-                        if verdicts else claimed  # the usual case: no copy kept meanwhile
+                    todo = _without(claimed, verdicts) if verdicts else claimed
                     if todo:
                         verdicts.update(
                             await self._callout.run(todo, transcript=False, use_cache=True))

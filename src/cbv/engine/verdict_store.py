@@ -28,6 +28,12 @@ def fact_lifetimes(config: CacheConfig) -> dict[str, float]:
     }
 
 
+def _knowledge(facts: Mapping[str, Fact], names: Mapping[str, float]) -> DomainKnowledge:
+    """Out of `VerdictStore.known`: a comprehension there made a cell on every callout."""
+    return DomainKnowledge(**{name: fact.value for name, fact in facts.items()
+                              if name in names})
+
+
 class VerdictStore:
     """Verdicts and domain facts in a `CacheBackend`, with the configured lifetimes."""
 
@@ -65,13 +71,15 @@ class VerdictStore:
     async def fresh(self, addresses: Sequence[Address]) -> dict[Address, Verdict]:
         """The stored verdicts not yet due for a refresh (another process may have just
         stored them)."""
-        records = [await self.cache.get(address) for address in addresses]
+        records = []
+        for address in addresses:  # an async comprehension is a coroutine more per callout
+            records.append(await self.cache.get(address))
         now = self._clock()
-        return {
-            address: record.verdict
-            for address, record in zip(addresses, records, strict=True)
-            if record is not None and not record.needs_refresh(now)
-        }
+        verdicts: dict[Address, Verdict] = {}
+        for address, record in zip(addresses, records, strict=True):
+            if record is not None and not record.needs_refresh(now):
+                verdicts[address] = record.verdict
+        return verdicts
 
     async def stored(self, address: Address) -> Verdict | None:
         """Whatever verdict is stored for `address`, due for a refresh or not."""
@@ -82,8 +90,7 @@ class VerdictStore:
         facts = await self.cache.facts(domain)
         if not facts:
             return NOTHING_KNOWN
-        return DomainKnowledge(**{name: fact.value for name, fact in facts.items()
-                                  if name in self._fact_lifetimes})
+        return _knowledge(facts, self._fact_lifetimes)
 
     async def learn(self, domain: str, learned: DomainKnowledge) -> None:
         """Field by field: most callouts learn nothing new, and `dataclasses.asdict` costs

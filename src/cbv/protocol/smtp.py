@@ -8,7 +8,7 @@ bound, so a hostile server can neither confuse the verdict nor eat memory.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 MAX_LINE = 4096
 MAX_REPLY_BYTES = 65_536
@@ -21,18 +21,25 @@ class ReplyError(Exception):
     """The server broke the reply grammar; the session cannot be trusted further."""
 
 
+_UNREAD = ""  # `Reply._enhanced` before the first line was read for it
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     code: int
     lines: tuple[str, ...]
+    _enhanced: str | None = field(default=_UNREAD, init=False, repr=False, compare=False)
 
     @property
     def enhanced(self) -> str | None:
-        """The RFC 3463 status code, when the first line starts with one of this class."""
-        match = _ENHANCED.match(self.lines[0]) if self.lines else None
-        if match is None or int(match.group(1)) != self.code // 100:
-            return None
-        return ".".join(match.groups())
+        """The RFC 3463 status code, when the first line starts with one of this class.
+        Read once: a RCPT reply's is asked for by its classification, its evidence and
+        its verdict."""
+        found = self._enhanced
+        if found is _UNREAD:
+            found = _enhanced_of(self.code, self.lines)
+            object.__setattr__(self, "_enhanced", found)
+        return found
 
     @property
     def text(self) -> str:
@@ -40,7 +47,10 @@ class Reply:
         enhanced = self.enhanced
         if enhanced is None:
             return "\n".join(self.lines)
-        return "\n".join(line.removeprefix(enhanced).lstrip() for line in self.lines)
+        lines = []
+        for line in self.lines:  # a generator here was a cell and a frame per reply
+            lines.append(line.removeprefix(enhanced).lstrip())
+        return "\n".join(lines)
 
     @property
     def is_positive(self) -> bool:
@@ -56,6 +66,13 @@ class Reply:
 
     def __str__(self) -> str:
         return f"{self.code} " + " / ".join(self.lines)
+
+
+def _enhanced_of(code: int, lines: tuple[str, ...]) -> str | None:
+    match = _ENHANCED.match(lines[0]) if lines else None
+    if match is None or int(match.group(1)) != code // 100:
+        return None
+    return ".".join(match.groups())
 
 
 def _decode(raw: bytes) -> str:
