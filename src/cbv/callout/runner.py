@@ -315,11 +315,17 @@ class CalloutRunner:
         return 1 if skip_null and len(self._senders) > 1 else 0
 
     def _learned(self, sessions: _Sessions, known: DomainKnowledge) -> DomainKnowledge:
+        """NOTHING_KNOWN itself when nothing was learned, as for most callouts: no object
+        built, and the store knows it at a glance."""
         first = self._first_sender(known)
+        catch_all = sessions.catch_all if known.catch_all is None else None
         null_refused = self._senders[first] == "" and sessions.sender_index > first
         unreachable = sessions.tried_every_host and not sessions.reached_a_host
+        if (catch_all is None and not null_refused and sessions.vrfy_decisive is None
+                and not unreachable and sessions.one_recipient_per_transaction is None):
+            return NOTHING_KNOWN
         return DomainKnowledge(
-            catch_all=sessions.catch_all if known.catch_all is None else None,
+            catch_all=catch_all,
             refuses_null_sender=True if null_refused else None,
             vrfy_useful=sessions.vrfy_decisive,
             unreachable=True if unreachable else None,

@@ -120,8 +120,9 @@ async def run_session(
                     log.sent(action.data)
                 connection.write(action.data)
             replies: list[Reply] = []
-            for awaited in action.stages:
-                stage = awaited  # what a failure from here on is reported at
+            stages = action.stages
+            while len(replies) < len(stages):  # no iterator kept over the waits
+                stage = stages[len(replies)]  # what a failure from here on is reported at
                 if not connection.has_reply:
                     with timer.stage(_budget(options.command_timeout, deadline)):
                         await connection.arrival()

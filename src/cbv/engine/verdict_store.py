@@ -95,7 +95,7 @@ class VerdictStore:
     async def learn(self, domain: str, learned: DomainKnowledge) -> None:
         """Field by field: most callouts learn nothing new, and `dataclasses.asdict` costs
         a deep copy per call."""
-        if learned == NOTHING_KNOWN:
+        if learned is NOTHING_KNOWN or learned == NOTHING_KNOWN:
             return
         now = self._clock()
         facts: dict[str, Fact] = {}
