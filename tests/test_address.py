@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
 import string
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -87,3 +89,14 @@ def test_parse_domain() -> None:
     assert parse_domain("Example.TEST.") == "example.test"
     with pytest.raises(AddressError):
         parse_domain("bad_domain.test")
+
+
+def test_an_address_is_keyed_by_its_text_and_compared_by_its_parts() -> None:
+    """Written out and hashed once at parse time; equality, repr and `replace` are still
+    the two parts'."""
+    first, again = parse_address("Someone@Example.TEST"), parse_address("Someone@example.test")
+    assert first == again and hash(first) == hash(again) == hash("Someone@example.test")
+    assert repr(first) == "Address(local='Someone', domain='example.test')"
+    other = replace(first, local="other")
+    assert str(other) == "other@example.test" and {other: 1}.get(parse_address(str(other))) == 1
+    assert pickle.loads(pickle.dumps(first)) == first

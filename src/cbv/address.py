@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 MAX_LOCAL_PART = 64
 MAX_DOMAIN = 255
@@ -27,11 +27,22 @@ class AddressError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Address:
+    """Written out and hashed once: a callout uses its address as a key a dozen times (the
+    flights, the dialogue's outcomes, the verdicts, the cache), and a dataclass's own
+    hash builds a tuple each time."""
+
     local: str
     domain: str  # lower-case A-labels, or an address literal such as "[192.0.2.1]"
+    _text: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_text", f"{self.local}@{self.domain}")
 
     def __str__(self) -> str:
-        return f"{self.local}@{self.domain}"
+        return self._text
+
+    def __hash__(self) -> int:
+        return hash(self._text)
 
     @property
     def needs_smtputf8(self) -> bool:
