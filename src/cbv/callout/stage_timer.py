@@ -6,9 +6,10 @@ import asyncio
 from contextvars import Context
 from types import TracebackType
 
-# `_fire` reads no context variable: one shared empty context spares each timer a copy of
-# the session's (an object every callout in flight would keep).
-_NO_VARIABLES = Context()
+# For callbacks that read no context variable (`_fire`, a lead task's done callback): one
+# shared empty context spares each a copy of its caller's, an object every callout in
+# flight would keep.
+NO_VARIABLES = Context()
 
 
 class StageTimer:
@@ -42,7 +43,7 @@ class StageTimer:
         if handle is None or handle.when() > due:
             if handle is not None:
                 handle.cancel()
-            self._handle = self._loop.call_at(due, self._fire, context=_NO_VARIABLES)
+            self._handle = self._loop.call_at(due, self._fire, context=NO_VARIABLES)
         return self
 
     def __enter__(self) -> None:
@@ -70,7 +71,7 @@ class StageTimer:
         if due is None:
             return  # between stages: the next one arms the timer again
         if due > self._loop.time():
-            self._handle = self._loop.call_at(due, self._fire, context=_NO_VARIABLES)
+            self._handle = self._loop.call_at(due, self._fire, context=NO_VARIABLES)
             return
         self._expired = True
         self._task.cancel()

@@ -5,7 +5,6 @@ Refreshes of stale cached verdicts run here too, in the background."""
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -13,15 +12,13 @@ from typing import Any
 from cbv.address import Address
 from cbv.callout.pacer import TurnPacer
 from cbv.callout.runner import CALLOUTS_PER_TURN
+from cbv.callout.stage_timer import NO_VARIABLES
 from cbv.engine.limited_callout import LimitedCallout
 from cbv.engine.singleflight import LocalFlights, SharedLocks
 from cbv.engine.verdict_store import VerdictStore
 from cbv.model import Verdict
 
 log = logging.getLogger("cbv.engine")
-# `set.discard` reads no context variable: one shared empty context spares each callout in
-# flight a copy of its caller's.
-_NO_VARIABLES = contextvars.Context()
 
 
 def _without(addresses: list[Address], known: dict[Address, Verdict]) -> list[Address]:
@@ -111,7 +108,7 @@ class SharedCallouts:
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
         self._background.add(task)
-        task.add_done_callback(self._background.discard, context=_NO_VARIABLES)
+        task.add_done_callback(self._background.discard, context=NO_VARIABLES)
 
     async def _lead(self, addresses: list[Address], use_cache: bool) -> None:
         """Runs as its own task, so a caller that goes away does not cancel the others.
