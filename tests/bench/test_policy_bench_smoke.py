@@ -16,12 +16,17 @@ def test_both_servers_answer_alike_and_cbv_logs_every_decision() -> None:
     assert results.reference_max.best is not None
     assert set(best.answers) == {"DUNNO", "550"}  # pass and fail senders, from the cache
     assert set(results.reference_max.best.answers) == {"DUNNO", "550"}
-    assert len(results.cbv_half) == len(results.reference_half) == TINY.latency_rounds
-    assert all(run.answered > 0 for run in (*results.cbv_half, *results.reference_half))
+    half_rate_runs = (results.cbv_half, results.reference_half, results.uvloop_half)
+    assert [len(runs) for runs in half_rate_runs] == [TINY.latency_rounds] * 3
+    assert all(run.answered > 0 for runs in half_rate_runs for run in runs)
+    assert sorted(results.busy_at_half) == ["cbv", "reference", "uvloop"]
+    assert all(len(shares) == TINY.latency_rounds and all(share > 0 for share in shares)
+               for shares in results.busy_at_half.values())
     assert results.log_lines == results.cbv_decisions
     assert results.cbv_rss[2] == results.reference_rss[2] == TINY.idle
     section = report(results, quick=True)
     assert section.startswith("## Policy listener\n")
+    assert "| cbv on uvloop: p50 / p99 / max latency at the same rate" in section
 
 
 def test_the_dispatcher_knows_it(capsys) -> None:  # type: ignore[no-untyped-def]
