@@ -95,6 +95,19 @@ async def test_one_log_line_per_decision(client_of: Any, caplog: pytest.LogCaptu
                                                                 "accept")
 
 
+async def test_without_decision_lines_the_decisions_are_still_counted(
+        client_of: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """`[log] level = "warning"` (docs/operations.md, "Resources") spares the decision line,
+    not the count in /metrics."""
+    caplog.set_level(logging.WARNING, logger="cbv")
+    client, daemon = await client_of()
+    for _ in range(2):  # the callout, then the cache
+        assert await client.ask("nobody@fail.test") != "DUNNO"
+    assert decisions(caplog) == []
+    assert ('cbv_decisions_total{action="reject",listener="policy",result="fail",would=""} '
+            '2.0') in daemon.telemetry.exposition().decode()
+
+
 async def test_the_second_ask_comes_from_the_cache(client_of: Any, world: World,
                                                    caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="cbv")
