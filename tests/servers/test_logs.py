@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,14 +20,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cbv.config import LogConfig
+from cbv.servers import logs
 from cbv.servers.logs import (
     DECISIONS,
     FIELDS,
+    JsonFormatter,
     LineHandler,
     configure_logging,
     encode_json,
     event,
 )
+from tests.waiting import until
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -139,6 +143,91 @@ def test_shared_fields_encoded_once_read_as_logged(form: Literal["json", "text"]
 def but_the_time(line: str, form: str) -> object:
     """The line without its time, byte for byte: the first field in either format."""
     return line.split('",', 1)[1] if form == "json" else line.split(" ", 1)[1]
+
+
+def test_a_deferred_line_is_made_at_hand_over_in_its_place() -> None:
+    stream = io.StringIO()
+    handler = LineHandler(stream)
+    made: list[int] = []
+
+    def make(number: int) -> str:
+        made.append(number)
+        return f"made {number}"
+
+    async def write() -> None:
+        assert handler.write_line("first")
+        assert handler.write_later(6, make, 1)
+        assert handler.write_line("last")
+
+    asyncio.run(write())  # the loop stops before it hands the batch over
+    assert made == []
+    handler.flush()
+    assert made == [1]
+    assert stream.getvalue().splitlines() == ["first", "made 1", "last"]
+    handler.close()
+
+
+def test_a_line_that_cannot_be_made_is_an_error_line_in_its_place() -> None:
+    stream = io.StringIO()
+    handler = LineHandler(stream)
+    handler.setFormatter(JsonFormatter())
+
+    def broken() -> str:
+        raise ZeroDivisionError("a bug")
+
+    assert handler.write_line("before")
+    assert handler.write_later(10, broken)  # no event loop: made and written at once
+    assert handler.write_line("after")
+    before, failed, after = stream.getvalue().splitlines()
+    assert (before, after) == ("before", "after")
+    assert {key: value for key, value in json.loads(failed).items() if key != "time"} == {
+        "level": "error", "logger": "cbv", "event": "log line not made",
+        "error": "ZeroDivisionError: a bug",
+        "by": "test_a_line_that_cannot_be_made_is_an_error_line_in_its_place.<locals>.broken"}
+    handler.close()
+
+
+class Clock:
+    """`time` as the log module reads it, at a time the test sets."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.strftime = time.strftime
+        self.gmtime = time.gmtime
+
+    def time(self) -> float:
+        return self.now
+
+
+def test_a_decision_line_carries_the_time_of_the_decision_not_of_its_writing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock(1_767_225_600.25)  # 2026-01-01T00:00:00.250Z
+    monkeypatch.setattr(logs, "time", clock)
+    with configured(LogConfig(format="json", level="info")) as buffer:
+
+        async def decide() -> None:
+            DECISIONS.write_shared(object(), lambda: {"listener": "policy"}, {"n": 1})
+            clock.now += 2.5  # the line is made later, when its batch is handed over
+
+        asyncio.run(decide())
+        for handler in logging.getLogger("cbv").handlers:
+            handler.flush()
+    [line] = buffer.getvalue().splitlines()
+    assert json.loads(line)["time"] == "2026-01-01T00:00:00.250Z"
+
+
+async def test_a_decision_line_counts_its_request_s_fields_in_its_batch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client's long fields are handed over (and the memory they hold let go) as soon as
+    they fill a batch, however few lines hold them, not when the batch's time is up."""
+    monkeypatch.setattr(LineHandler, "HAND_OVER_AFTER", 3600.0)
+    with configured(LogConfig(format="json", level="info")) as buffer:
+        DECISIONS.write_shared(object(), lambda: {"listener": "policy"},
+                               {"recipient": "r" * LineHandler.HAND_OVER_SIZE})
+        await until(lambda: len(buffer.getvalue()) > LineHandler.HAND_OVER_SIZE,
+                    "the line handed over and written")
+    [line] = buffer.getvalue().splitlines()
+    assert json.loads(line)["recipient"] == "r" * LineHandler.HAND_OVER_SIZE
 
 
 def test_decisions_follow_the_log_level() -> None:

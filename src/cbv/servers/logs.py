@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TextIO
+from typing import Any, TextIO, TypeAlias
 
 from cbv.config import LogConfig
 
@@ -132,6 +132,11 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+# A line made only when its batch is handed over: `make(*args)`.
+Deferred: TypeAlias = tuple[Callable[..., str], tuple[Any, ...]]
+Line: TypeAlias = str | Deferred
+
+
 class LineHandler(logging.StreamHandler[TextIO]):
     """One line per record. While an event loop runs, lines are handed in batches (every
     50 ms, or 256 KB) to a thread of its own, which writes and flushes them: a write the
@@ -142,11 +147,12 @@ class LineHandler(logging.StreamHandler[TextIO]):
     written, the loop waits for the writer. Without a running loop (start-up, exit, tests)
     a line is written and flushed at once, after any the stopped loop left.
 
-    A batch is joined and encoded in the loop, and the thread only writes the bytes to the
-    stream's binary buffer: while that thread ran Python (the text layer's encoding), the
-    event loop waited for the interpreter lock at every system call it made, and a cached
-    policy decision cost 50-62 µs of the daemon's CPU instead of 44-47 (logging to
-    /dev/null; 33-35 µs without the decision line)."""
+    A batch's deferred lines are made (`write_later`), and the batch joined and encoded, in
+    the loop, and the thread only writes the bytes to the stream's binary buffer: while
+    that thread ran Python (the text layer's encoding), the event loop waited for the
+    interpreter lock at every system call it made, and a cached policy decision cost 50-62
+    µs of the daemon's CPU instead of 44-47 (logging to /dev/null; 33-35 µs without the
+    decision line)."""
 
     HAND_OVER_AFTER = 0.05  # seconds: a line waits at most this long for the writer
     # Characters: a busy daemon's lines go sooner, in batches. Each batch costs the event
@@ -157,7 +163,7 @@ class LineHandler(logging.StreamHandler[TextIO]):
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
-        self._batch: list[str] = []  # lines not yet handed to the writer
+        self._batch: list[Line] = []  # lines not yet handed to the writer
         self._batch_size = 0
         self._batcher = 0  # the thread whose event loop batches the lines
         self._writing = 0  # bytes (or characters) handed to the writer, not yet written
@@ -180,6 +186,20 @@ class LineHandler(logging.StreamHandler[TextIO]):
     def write_line(self, line: str) -> bool:
         """Write a line formatted already, as `emit` writes a record's; False if the
         stream refused it."""
+        return self._add(line, len(line))
+
+    def write_later(self, size: int, make: Callable[..., str], *args: Any) -> bool:
+        """Write the line `make(*args)`, made only when its batch is handed over, in the
+        event loop that wrote it and in order with the others (at once without a running
+        loop); False if the stream refused it. Until then the batch counts it for `size`
+        characters: about its length, and at least that of whatever long text it holds.
+        Made one after another, a batch's lines cost a cached policy decision 4-7 µs of
+        CPU less than each made as its request is answered, among everything else the
+        request does (docs/benchmarks.md). A line `make` fails to make is written as an
+        error line in its place."""
+        return self._add((make, args), size)
+
+    def _add(self, line: Line, size: int) -> bool:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -188,11 +208,11 @@ class LineHandler(logging.StreamHandler[TextIO]):
             return self._write_now([line])
         batch = self._batch
         batch.append(line)
-        self._batch_size += len(line)
+        self._batch_size += size
         if len(batch) == 1:
             self._batcher = threading.get_ident()
             loop.call_later(self.HAND_OVER_AFTER, self._hand_over)
-        elif self._batch_size > self.HAND_OVER_SIZE:
+        if self._batch_size > self.HAND_OVER_SIZE:
             self._hand_over()
         return True
 
@@ -211,12 +231,12 @@ class LineHandler(logging.StreamHandler[TextIO]):
             self._writer = None
         super().close()
 
-    def _drain(self, *more: str) -> bool:
+    def _drain(self, *more: Line) -> bool:
         """What the writer has, then the batch and `more`, written before this returns."""
         self._wait_for_writer()
         return self._write_now([*self._take_batch(), *more])
 
-    def _take_batch(self) -> list[str]:
+    def _take_batch(self) -> list[Line]:
         lines, self._batch, self._batch_size = self._batch, [], 0
         return lines
 
@@ -234,16 +254,29 @@ class LineHandler(logging.StreamHandler[TextIO]):
         if self._writing > self.MAX_PENDING:  # by size or by time: the bound holds for both
             self._wait_for_writer()
 
-    def _encoded(self, lines: list[str]) -> bytes | str:
+    def _encoded(self, lines: list[Line]) -> bytes | str:
         """The lines as the stream's binary buffer takes them, a character its encoding
         lacks escaped rather than the line lost; as text for a stream without one (in
         memory)."""
-        text = self.terminator.join(lines) + self.terminator
+        text = self.terminator.join([self._made(line) for line in lines]) + self.terminator
         stream = self.stream
         if not isinstance(getattr(stream, "buffer", None), io.BufferedIOBase):
             return text
         errors = stream.errors if stream.errors not in (None, "strict") else "backslashreplace"
         return text.encode(stream.encoding, errors)
+
+    def _made(self, line: Line) -> str:
+        if isinstance(line, str):
+            return line
+        make, args = line
+        try:
+            return make(*args)
+        except Exception as exc:
+            failed = logging.makeLogRecord({
+                "name": LOGGER, "levelno": logging.ERROR, "levelname": "ERROR",
+                "msg": "log line not made",
+                FIELDS: {"error": f"{type(exc).__name__}: {exc}", "by": _name_of(make)}})
+            return self.format(failed)
 
     def _write_handed(self, data: bytes | str, size: int) -> None:
         self._write(data)
@@ -255,7 +288,7 @@ class LineHandler(logging.StreamHandler[TextIO]):
         if last is not None:
             last.result()
 
-    def _write_now(self, lines: list[str]) -> bool:
+    def _write_now(self, lines: list[Line]) -> bool:
         return not lines or self._write(self._encoded(lines))
 
     def _write(self, data: bytes | str) -> bool:
@@ -274,16 +307,24 @@ class LineHandler(logging.StreamHandler[TextIO]):
         return True
 
 
+def _name_of(make: Callable[..., str]) -> str:
+    return str(getattr(make, "__qualname__", None) or make)
+
+
 SHARED_REMEMBERED = 4096  # decisions whose shared fields are kept encoded; all forgotten past it
+# What a decision line takes beyond its request's own fields: the time, the head and the
+# decision's fields (a cached decision's are encoded once, however many lines carry them).
+LINE_BEYOND_OWN = 512
 
 
 class DecisionLog:
     """The line per decision, by far the daemon's most frequent: written straight into the
     stream of the handler `configure_logging` set up, exactly the line its formatter
     would make, but without building a LogRecord or going through the logger's handler
-    chain (together about 11 µs of a cached decision's 80). The handler hands the lines
-    over in batches to a thread of its own, and writes what is left at exit as logging
-    does.
+    chain (together about 11 µs of a cached decision's 80). The line is made when the
+    handler hands its batch over (`LineHandler.write_later`), with the time of the
+    decision; the handler hands the lines over in batches to a thread of its own, and
+    writes what is left at exit as logging does.
 
     The level still decides (`wanted()`). Where that handler is not the only one of the
     "cbv" logger (an application embedding cbv, tests capturing records), or before
@@ -312,16 +353,21 @@ class DecisionLog:
         """A line of the `shared` fields, then the request's `own`. A cached decision is
         the same object for every request that finds it: with it as `key` (and `shared`
         the same fields for every line written with it) they are encoded once, not per
-        line. Without a key, they are encoded every time."""
+        line. Without a key, they are encoded every time. `shared` and `own` are read
+        when the line is made, after this returns: neither may change afterwards."""
         handler, handlers = self._handler, self._cbv.handlers
         if (handler is not None and len(handlers) == 1 and handlers[0] is handler
-                and not self._logger.handlers and handler.write_line(
-                    self._line(key, shared, own))):
-            return
+                and not self._logger.handlers):
+            size = LINE_BEYOND_OWN
+            for value in own.values():  # a client's fields are what can make a line long
+                if isinstance(value, str):
+                    size += len(value)
+            if handler.write_later(size, self._line, time.time(), key, shared, own):
+                return
         self._logger.info("decision", extra={FIELDS: {**shared(), **own} if shared else own})
 
-    def _line(self, key: object, shared: Callable[[], dict[str, object]] | None,
-              own: dict[str, object]) -> str:
+    def _line(self, created: float, key: object,
+              shared: Callable[[], dict[str, object]] | None, own: dict[str, object]) -> str:
         form = self._form
         if shared is None:
             encoded = form.fields(own)
@@ -335,7 +381,7 @@ class DecisionLog:
                 known = self._shared[id(key)] = (key, form.fields(shared()))
             first, then = known[1], form.fields(own)
             encoded = f"{first}{form.between}{then}" if first and then else first or then
-        return form.line(time.time(), "INFO", DECISION_LOGGER, "decision", encoded)
+        return form.line(created, "INFO", DECISION_LOGGER, "decision", encoded)
 
 
 DECISIONS = DecisionLog()
