@@ -167,6 +167,64 @@ def test_a_deferred_line_is_made_at_hand_over_in_its_place() -> None:
     handler.close()
 
 
+async def test_deferred_lines_are_made_a_run_at_a_time_between_callbacks() -> None:
+    """No callback makes a whole batch: each makes one run, and lets the loop answer the
+    requests that came meanwhile before the next."""
+    stream = io.StringIO()
+    handler = LineHandler(stream)
+    made: list[int] = []
+
+    def make(number: int) -> str:
+        made.append(number)
+        return f"made {number}"
+
+    run = LineHandler.MAKE_RUN
+    for number in range(2 * run + 1):
+        assert handler.write_later(6, make, number)
+    assert made == []  # not while the requests that wrote them are answered
+    await asyncio.sleep(0)
+    assert made == list(range(run))
+    await asyncio.sleep(0)
+    assert made == list(range(2 * run))
+    await asyncio.sleep(0)
+    assert made == list(range(2 * run))  # less than a run left: made at hand-over
+    assert stream.getvalue() == ""
+    await until(lambda: len(stream.getvalue().splitlines()) == 2 * run + 1,
+                "the batch handed over and written")
+    assert stream.getvalue().splitlines() == [f"made {number}" for number in range(2 * run + 1)]
+    handler.close()
+
+
+def test_a_loop_stopped_with_a_run_pending_leaves_the_next_loop_its_runs() -> None:
+    handler = LineHandler(io.StringIO())
+    made: list[int] = []
+
+    def make(number: int) -> str:
+        made.append(number)
+        return f"made {number}"
+
+    run = LineHandler.MAKE_RUN
+
+    def write(first: int) -> None:
+        for number in range(first, first + run):
+            assert handler.write_later(6, make, number)
+
+    stopped = asyncio.new_event_loop()
+    stopped.call_soon(stopped.stop)  # after this turn, before the run `write` schedules
+    stopped.call_soon(write, 0)
+    stopped.run_forever()
+    stopped.close()
+    assert made == []
+
+    async def write_more() -> None:
+        write(run)
+        await asyncio.sleep(0)
+
+    asyncio.run(write_more())
+    assert made[:2 * run] == list(range(2 * run))
+    handler.close()
+
+
 def test_a_line_that_cannot_be_made_is_an_error_line_in_its_place() -> None:
     stream = io.StringIO()
     handler = LineHandler(stream)

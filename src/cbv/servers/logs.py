@@ -132,7 +132,7 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-# A line made only when its batch is handed over: `make(*args)`.
+# A line made after its request was answered, in the batch: `make(*args)`.
 Deferred: TypeAlias = tuple[Callable[..., str], tuple[Any, ...]]
 Line: TypeAlias = str | Deferred
 
@@ -160,11 +160,14 @@ class LineHandler(logging.StreamHandler[TextIO]):
     # second, 64 KB batches made 0.10 context switches per decision, 256 KB 0.03.
     HAND_OVER_SIZE = 256 * 1024
     MAX_PENDING = 4 * 1024 * 1024
+    MAKE_RUN = 64  # deferred lines made in one event-loop callback
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
         self._batch: list[Line] = []  # lines not yet handed to the writer
         self._batch_size = 0
+        self._made = 0  # the batch's first lines, made already
+        self._making: asyncio.AbstractEventLoop | None = None  # where a run is scheduled
         self._batcher = 0  # the thread whose event loop batches the lines
         self._writing = 0  # bytes (or characters) handed to the writer, not yet written
         self._counting = threading.Lock()  # `_writing` changes in both threads
@@ -189,14 +192,14 @@ class LineHandler(logging.StreamHandler[TextIO]):
         return self._add(line, len(line))
 
     def write_later(self, size: int, make: Callable[..., str], *args: Any) -> bool:
-        """Write the line `make(*args)`, made only when its batch is handed over, in the
-        event loop that wrote it and in order with the others (at once without a running
-        loop); False if the stream refused it. Until then the batch counts it for `size`
-        characters: about its length, and at least that of whatever long text it holds.
-        Made one after another, a batch's lines cost a cached policy decision 4-7 µs of
-        CPU less than each made as its request is answered, among everything else the
-        request does (docs/benchmarks.md). A line `make` fails to make is written as an
-        error line in its place."""
+        """Write the line `make(*args)`, made later in the event loop that wrote it (with
+        the batch's next `MAKE_RUN` lines, or when the batch is handed over) and in order
+        with the others (at once without a running loop); False if the stream refused it.
+        Until then the batch counts it for `size` characters: about its length, and at
+        least that of whatever long text it holds. Made one after another, a batch's lines
+        cost a cached policy decision 4-7 µs of CPU less than each made as its request is
+        answered, among everything else the request does (docs/benchmarks.md). A line
+        `make` fails to make is written as an error line in its place."""
         return self._add((make, args), size)
 
     def _add(self, line: Line, size: int) -> bool:
@@ -214,7 +217,25 @@ class LineHandler(logging.StreamHandler[TextIO]):
             loop.call_later(self.HAND_OVER_AFTER, self._hand_over)
         if self._batch_size > self.HAND_OVER_SIZE:
             self._hand_over()
+        elif self._making is not loop and len(batch) - self._made >= self.MAKE_RUN:
+            self._making = loop  # another loop's run, if any, stopped with that loop
+            loop.call_soon(self._make_run, loop)
         return True
+
+    def _make_run(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Make the batch's next `MAKE_RUN` lines, in a callback of their own, and the
+        next run in the next one: made all at hand-over, a batch's 300-500 lines held the
+        loop for 2-3 ms, and every request that came meanwhile waited for them (the
+        policy listener's p99 at half its maximum rate, docs/benchmarks.md)."""
+        batch, start = self._batch, self._made
+        end = min(len(batch), start + self.MAKE_RUN)
+        for index in range(start, end):
+            batch[index] = self._made_line(batch[index])
+        self._made = end
+        self._making = None
+        if len(batch) - end >= self.MAKE_RUN:
+            self._making = loop
+            loop.call_soon(self._make_run, loop)
 
     def flush(self) -> None:
         """Everything logged so far written and flushed, when no event loop runs (at exit,
@@ -237,8 +258,8 @@ class LineHandler(logging.StreamHandler[TextIO]):
         return self._write_now([*self._take_batch(), *more])
 
     def _take_batch(self) -> list[Line]:
-        lines, self._batch, self._batch_size = self._batch, [], 0
-        return lines
+        lines, self._batch, self._batch_size, self._made = self._batch, [], 0, 0
+        return lines  # a run still scheduled makes the next batch's first lines
 
     def _hand_over(self) -> None:
         lines = self._take_batch()
@@ -258,14 +279,14 @@ class LineHandler(logging.StreamHandler[TextIO]):
         """The lines as the stream's binary buffer takes them, a character its encoding
         lacks escaped rather than the line lost; as text for a stream without one (in
         memory)."""
-        text = self.terminator.join([self._made(line) for line in lines]) + self.terminator
+        text = self.terminator.join([self._made_line(line) for line in lines]) + self.terminator
         stream = self.stream
         if not isinstance(getattr(stream, "buffer", None), io.BufferedIOBase):
             return text
         errors = stream.errors if stream.errors not in (None, "strict") else "backslashreplace"
         return text.encode(stream.encoding, errors)
 
-    def _made(self, line: Line) -> str:
+    def _made_line(self, line: Line) -> str:
         if isinstance(line, str):
             return line
         make, args = line
@@ -321,10 +342,10 @@ class DecisionLog:
     """The line per decision, by far the daemon's most frequent: written straight into the
     stream of the handler `configure_logging` set up, exactly the line its formatter
     would make, but without building a LogRecord or going through the logger's handler
-    chain (together about 11 µs of a cached decision's 80). The line is made when the
-    handler hands its batch over (`LineHandler.write_later`), with the time of the
-    decision; the handler hands the lines over in batches to a thread of its own, and
-    writes what is left at exit as logging does.
+    chain (together about 11 µs of a cached decision's 80). The line is made after the
+    request is answered, in a run of the handler's batch (`LineHandler.write_later`),
+    with the time of the decision; the handler hands the lines over in batches to a
+    thread of its own, and writes what is left at exit as logging does.
 
     The level still decides (`wanted()`). Where that handler is not the only one of the
     "cbv" logger (an application embedding cbv, tests capturing records), or before
