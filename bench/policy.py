@@ -14,7 +14,10 @@ In one run, each server in a process of its own and the load from this one:
    server's process was at that rate: at the maximum rate one wake-up of the event loop
    serves many requests, at half of it nearly one each, so "half the maximum" keeps a
    server busier than half the time;
-3. each holding 1,000 idle client connections, for resident memory.
+3. cbv and the reference once more at that rate, each callback of their event loops
+   timed: how many held the loop over a millisecond, making every request that came
+   meanwhile wait;
+4. each holding 1,000 idle client connections, for resident memory.
 
 Every sender was verified once before anything is timed, so cbv answers from its cache
 as it would for most mail. Only loopback is used: a fake DNS and a fake MX in cbv's
@@ -51,7 +54,7 @@ from bench.policy_load import (
     request,
     requests_for,
 )
-from bench.policy_servers import DOMAIN, cbv_server, reference_server
+from bench.policy_servers import DOMAIN, HOLD_SECONDS, cbv_server, reference_server
 
 # Targets from the issue (15).
 MIN_RATE_RATIO = 0.60
@@ -109,6 +112,8 @@ class Results:
     reference_half: list[Run] = field(default_factory=list)
     uvloop_half: list[Run] = field(default_factory=list)
     busy_at_half: dict[str, list[float]] = field(default_factory=dict)  # server CPU / wall
+    # By server: callbacks over HOLD_SECONDS, the longest (s) and the answers of the round.
+    holds_at_half: dict[str, tuple[int, float, int]] = field(default_factory=dict)
     cbv_rss: tuple[float, float, int] = (0.0, 0.0, 0)
     reference_rss: tuple[float, float, int] = (0.0, 0.0, 0)
     cbv_decisions: int = 0  # every answer cbv gave, warm-up included, to check the log
@@ -191,6 +196,13 @@ async def compare(cbv: Helper, reference: Helper, scale: Scale,
             busy = (helper.call("cpu") - server_cpu) / run.seconds
             results.busy_at_half.setdefault(name, []).append(busy)
             runs.append(run)
+    for name, helper, clients, _ in turns[:2]:  # asyncio's: uvloop's callbacks are its own
+        helper.call("holds_start")
+        run = await open_loop(clients, requests, results.half_rate, scale.seconds)
+        count, longest = helper.call("holds_stop")
+        results.holds_at_half[name] = (count, longest, run.answered)
+        if name == "cbv":
+            results.cbv_decisions += run.answered
     for client in (*ours, *theirs, *uvloops):
         client.close()
     await asyncio.sleep(0.5)
@@ -263,6 +275,11 @@ def report(results: Results, quick: bool) -> str:
         shares = results.busy_at_half.get(name, [])
         return f"{statistics.median(shares):.0%}" if shares else ""
 
+    def holds(name: str) -> str:
+        count, longest, answered = results.holds_at_half[name]
+        return (f"{count * 100_000 / max(answered, 1):,.0f} ({count:,} in {answered:,}); "
+                f"the longest {longest * 1000:.1f} ms")
+
     def latencies(run: Run) -> str:
         return (f"{run.percentile(0.5):.2f} / {run.percentile(0.99):.2f} / "
                 f"{max(run.latencies_ms):.1f} ms")
@@ -302,6 +319,9 @@ def report(results: Results, quick: bool) -> str:
         f"| {p99s(results.cbv_half)} | |",
         f"| server busy at that rate (its CPU over the wall time, of one core), median "
         f"round | {busy('reference')} | {busy('cbv')} | |",
+        f"| callbacks that held the event loop over {HOLD_SECONDS * 1000:.0f} ms at that "
+        "rate, per 100,000 answers (one more round, each callback timed) | "
+        f"{holds('reference')} | {holds('cbv')} | |",
         f"| cbv on uvloop: p50 / p99 / max latency at the same rate, median round | | "
         f"{latencies(uvloop_half)} | |",
         f"| cbv on uvloop: p99 of each round; busy | | {p99s(results.uvloop_half)}; "
@@ -318,6 +338,10 @@ def report(results: Results, quick: bool) -> str:
         "with the reference's and uvloop's, the order reversed every round; on uvloop "
         f"{uvloop_half.percentile(0.99):.2f} ms). Latency counts from when a request was due, "
         "so a server that falls behind is charged for the wait.",
+        "- A callback that holds the event loop makes every request that comes meanwhile "
+        "wait, however quiet the machine: they are counted in one more half-rate round per "
+        "server on asyncio, with each callback timed (which costs each a little, so that "
+        "round's latencies are not reported).",
         "- At half its maximum rate a server is busier than half the time: at the maximum, "
         "one wake-up of the event loop serves many requests; at half of it, nearly one each, "
         "and each wake-up costs the same whatever the server does. The busier a server "

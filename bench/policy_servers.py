@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, TextIO
 
@@ -22,14 +24,54 @@ MX_HOST = "127.0.0.2"
 SENDERS_AT_MOST = 10_000  # the fake MX is ours: no need to spare it while the cache fills
 
 
+HOLD_SECONDS = 0.001  # a callback that holds the event loop longer is counted
+
+
+class LoopHolds:
+    """The callbacks that held an asyncio event loop longer than HOLD_SECONDS, counted
+    between `start` and `stop`: every request that came meanwhile waited behind them,
+    however quiet the machine. (uvloop's callbacks are its own, not counted.)"""
+
+    def __init__(self) -> None:
+        self._original: Callable[[asyncio.Handle], None] | None = None
+        self._count = 0
+        self._longest = 0.0
+
+    def start(self) -> None:
+        if self._original is not None:
+            return
+        original = self._original = asyncio.Handle._run
+        self._count, self._longest = 0, 0.0
+
+        def timed(handle: asyncio.Handle) -> None:
+            started = time.perf_counter()
+            original(handle)
+            held = time.perf_counter() - started
+            if held > HOLD_SECONDS:
+                self._count += 1
+                self._longest = max(self._longest, held)
+
+        asyncio.Handle._run = timed  # type: ignore[method-assign, assignment]
+
+    def stop(self) -> tuple[int, float]:
+        """(callbacks over HOLD_SECONDS, the longest's seconds) since `start`."""
+        if self._original is not None:
+            asyncio.Handle._run = self._original  # type: ignore[method-assign, assignment]
+            self._original = None
+        return self._count, self._longest
+
+
 def _serve_in_thread(conn: Connection, loop: asyncio.AbstractEventLoop,
                      info: dict[str, Any], stop: asyncio.Event,
                      count: Any) -> threading.Thread:
     """Answer the parent's requests on the pipe while the event loop serves clients."""
+    holds = LoopHolds()
     handlers = {
         "cpu": cpu_seconds,
         "rss": lambda: status_mb("VmRSS"),
         "connections": count,
+        "holds_start": holds.start,
+        "holds_stop": holds.stop,
     }
 
     def run() -> None:
