@@ -47,14 +47,15 @@ class LoopHolds:
             started = time.perf_counter()
             original(handle)
             held = time.perf_counter() - started
+            if held > self._longest:
+                self._longest = held
             if held > HOLD_SECONDS:
                 self._count += 1
-                self._longest = max(self._longest, held)
 
         asyncio.Handle._run = timed  # type: ignore[method-assign, assignment]
 
     def stop(self) -> tuple[int, float]:
-        """(callbacks over HOLD_SECONDS, the longest's seconds) since `start`."""
+        """(callbacks over HOLD_SECONDS, the longest callback's seconds) since `start`."""
         if self._original is not None:
             asyncio.Handle._run = self._original  # type: ignore[method-assign, assignment]
             self._original = None

@@ -27,7 +27,8 @@ def test_both_servers_answer_alike_and_cbv_logs_every_decision() -> None:
     assert all(len(shares) == TINY.latency_rounds and all(share > 0 for share in shares)
                for shares in results.busy_at_half.values())
     assert sorted(results.holds_at_half) == ["cbv", "reference"]
-    assert all(answered > 0 for _, _, answered in results.holds_at_half.values())
+    assert all(answered > 0 and longest > 0
+               for _, longest, answered in results.holds_at_half.values())
     assert results.log_lines == results.cbv_decisions
     assert results.cbv_rss[2] == results.reference_rss[2] == TINY.idle
     section = report(results, quick=True)
