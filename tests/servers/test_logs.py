@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -145,14 +145,21 @@ def but_the_time(line: str, form: str) -> object:
     return line.split('",', 1)[1] if form == "json" else line.split(" ", 1)[1]
 
 
-def test_a_deferred_line_is_made_at_hand_over_in_its_place() -> None:
-    stream = io.StringIO()
-    handler = LineHandler(stream)
-    made: list[int] = []
+def line_maker(made: list[int]) -> Callable[[int], str]:
+    """A deferred line's `make`, which notes each number it made a line of in `made`."""
 
     def make(number: int) -> str:
         made.append(number)
         return f"made {number}"
+
+    return make
+
+
+def test_a_deferred_line_is_made_at_hand_over_in_its_place() -> None:
+    stream = io.StringIO()
+    handler = LineHandler(stream)
+    made: list[int] = []
+    make = line_maker(made)
 
     async def write() -> None:
         assert handler.write_line("first")
@@ -173,10 +180,7 @@ async def test_deferred_lines_are_made_a_run_at_a_time_between_callbacks() -> No
     stream = io.StringIO()
     handler = LineHandler(stream)
     made: list[int] = []
-
-    def make(number: int) -> str:
-        made.append(number)
-        return f"made {number}"
+    make = line_maker(made)
 
     run = LineHandler.MAKE_RUN
     for number in range(2 * run + 1):
@@ -198,10 +202,7 @@ async def test_deferred_lines_are_made_a_run_at_a_time_between_callbacks() -> No
 def test_a_loop_stopped_with_a_run_pending_leaves_the_next_loop_its_runs() -> None:
     handler = LineHandler(io.StringIO())
     made: list[int] = []
-
-    def make(number: int) -> str:
-        made.append(number)
-        return f"made {number}"
+    make = line_maker(made)
 
     run = LineHandler.MAKE_RUN
 
