@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import sys
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
 from cbv.config import load_config
-from cbv.servers.daemon import Daemon
+from cbv.servers.daemon import LOCK_WAIT, Daemon
 from cbv.servers.listen import ListenError
 from cbv.servers.logs import fields_of
 from cbv.testing import MXFarm, MXScript
@@ -177,6 +178,22 @@ async def test_start_says_where_it_listens(world: World, farm: MXFarm) -> None:
         assert answer.startswith("FAIL:")
     finally:
         await daemon.shutdown()
+
+
+async def test_while_it_runs_a_thread_waits_less_for_the_interpreter_lock(
+        world: World, farm: MXFarm) -> None:
+    """The log's writer thread gets the lock within `LOCK_WAIT` of asking; the interval
+    is Python's own again once the daemon is done."""
+    before = sys.getswitchinterval()
+    assert before != LOCK_WAIT
+    listening = asyncio.Event()
+    daemon = Daemon(server_config(world, farm), announce=lambda line: listening.set())
+    running = asyncio.create_task(daemon.run())
+    await listening.wait()
+    assert sys.getswitchinterval() == LOCK_WAIT
+    daemon.stop()
+    await running
+    assert sys.getswitchinterval() == before
 
 
 async def test_a_taken_port_is_one_clear_error(world: World, farm: MXFarm) -> None:

@@ -12,6 +12,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import Context
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -223,6 +224,66 @@ def test_a_loop_stopped_with_a_run_pending_leaves_the_next_loop_its_runs() -> No
 
     asyncio.run(write_more())
     assert made[:2 * run] == list(range(2 * run))
+    handler.close()
+
+
+class TimerRecordingLoop(asyncio.SelectorEventLoop):
+    """Keeps every timer armed with `call_later`, to see which are armed still."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timers: list[asyncio.TimerHandle] = []
+
+    def call_later(
+        self, delay: float, callback: Callable[..., object], *args: object,
+        context: Context | None = None,
+    ) -> asyncio.TimerHandle:
+        timer = super().call_later(delay, callback, *args, context=context)
+        self.timers.append(timer)
+        return timer
+
+
+def test_a_batch_handed_over_by_size_takes_its_timer_with_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Left armed, each such timer would hand the batches after it over early, and again
+    every `HAND_OVER_AFTER` while lines kept coming: a busy daemon handed over three times
+    as many batches as it filled."""
+    monkeypatch.setattr(LineHandler, "HAND_OVER_AFTER", 3600.0)
+    stream = io.StringIO()
+    handler = LineHandler(stream)
+    full = "x" * LineHandler.HAND_OVER_SIZE
+
+    async def write() -> list[asyncio.TimerHandle]:
+        for number in range(5):
+            assert handler.write_line(f"{number} {full}")  # a batch of its own, handed over
+        assert handler.write_line("the next batch")
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, TimerRecordingLoop)
+        return [timer for timer in loop.timers if not timer.cancelled()]
+
+    with asyncio.Runner(loop_factory=TimerRecordingLoop) as runner:
+        armed = runner.run(write())
+    assert len(armed) == 1  # the next batch's own
+    handler.close()
+    assert [line[:1] for line in stream.getvalue().splitlines()] == [*"01234", "t"]
+
+
+def test_a_batch_a_stopped_loop_left_is_handed_over_in_time_by_the_next_loop(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(LineHandler, "HAND_OVER_AFTER", 0.01)
+    stream = io.StringIO()
+    handler = LineHandler(stream)
+
+    async def write(line: str) -> None:
+        assert handler.write_line(line)
+
+    asyncio.run(write("left"))  # its loop stops before the batch's time is up
+
+    async def write_and_see_it_written() -> None:
+        await write("next")
+        await until(lambda: stream.getvalue() == "left\nnext\n", "the batch handed over")
+
+    asyncio.run(write_and_see_it_written())
     handler.close()
 
 
