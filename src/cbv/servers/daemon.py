@@ -27,12 +27,14 @@ from cbv.servers.runtime import Generation, Runtime
 from cbv.servers.smtpcbd import CallbackConnection
 
 LOG = logging.getLogger("cbv.daemon")
-# Seconds a thread waits for the interpreter lock before the event loop must let it go
-# (Python's own: 5 ms). The decision log's writer thread takes the lock a few times per
-# batch; until it gets it, it is woken each time the loop lets go of the lock and takes it
-# straight back. On uvloop, at the policy listener's maximum rate, that was ~200 wake-ups
-# and 5-8 µs of CPU per decision; at 0.5 ms, 44 µs per decision instead of 51, as on
-# asyncio (docs/benchmarks.md).
+# On uvloop: seconds a thread waits for the interpreter lock before the event loop must
+# let it go (Python's own: 5 ms). uvloop lets go of the lock around every callback and takes
+# it straight back, and each time wakes a thread that waits for it: the decision log's
+# writer, woken ~200 times per batch, cost 5-8 µs of CPU per decision at the policy
+# listener's maximum rate; at 0.5 ms, 41-44 µs per decision instead of 51-52. Not on
+# asyncio, which lets go of the lock only around its system calls: there the SQLite
+# cache's threads, busy during a burst of new verdicts, cost 12-16% more CPU with it
+# (docs/benchmarks.md, "The decision log's writer on uvloop").
 LOCK_WAIT = 0.0005
 ConnectionFactory = Callable[[Runtime, ConnectionTracker], asyncio.Protocol]
 # The listeners by their [server] key: what the start-up line calls them, and the
@@ -111,7 +113,8 @@ class Daemon:
     async def run(self) -> None:
         """Until SIGTERM or SIGINT (or `stop()`); SIGHUP reloads the configuration."""
         switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(LOCK_WAIT)
+        if loop_name(asyncio.get_running_loop()) == "uvloop":
+            sys.setswitchinterval(LOCK_WAIT)
         try:
             await self._run()
         finally:
