@@ -268,9 +268,8 @@ class LineHandler(logging.StreamHandler[TextIO]):
     def _stop_timer(self) -> None:
         """A batch handed over by size takes its timer with it. Left armed, each such timer
         handed the batches after it over early, and again every 50 ms while lines kept
-        coming: a busy daemon handed over three times as many batches as it filled, and
-        each cost the writer a wait for the interpreter lock, which on uvloop came to 5-8
-        µs of CPU per decision (docs/benchmarks.md)."""
+        coming: a busy daemon handed over three times as many batches as it filled, each
+        a write and a wait of the writer for the interpreter lock (docs/benchmarks.md)."""
         due, self._due, self._timed = self._due, None, None
         if due is not None:
             due.cancel()
