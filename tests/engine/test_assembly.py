@@ -43,6 +43,8 @@ class RefusingConnector:
 class RecordingLocks:
     """Every claim succeeds here, as without Redis; the addresses claimed are noted."""
 
+    spans_processes = False
+
     def __init__(self) -> None:
         self.claimed: list[Address] = []
         self.released: list[Address] = []

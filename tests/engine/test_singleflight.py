@@ -6,8 +6,14 @@ import asyncio
 from collections import Counter
 from itertools import pairwise
 
+import pytest
+
+from cbv.address import Address
+from cbv.cache.memory import MemoryBackend
+from cbv.cache.records import CachedVerdict
 from cbv.callout.runner import CALLOUTS_PER_TURN
 from cbv.engine.observer import NoObserver
+from cbv.engine.singleflight import ProcessLocks
 from cbv.engine.verifier import Verifier
 from cbv.model import Result
 from cbv.testing import MXScript, Reply
@@ -89,3 +95,35 @@ async def test_a_wave_of_misses_starts_its_callouts_a_few_per_turn(world: World)
     assert starts.count == len(addresses)
     assert {v.result for v in verdicts} == {Result.PASS}
     assert set(addresses) <= set(farm.servers["127.0.0.2"].rcpts)
+
+
+class CountedCache(MemoryBackend):
+    """Counts the looks that may leave the process (for SQLite, a trip to its reader)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gets = 0
+
+    async def get(self, address: Address) -> CachedVerdict | None:
+        self.gets += 1
+        return await super().get(address)
+
+
+class LocksOfManyProcesses(ProcessLocks):
+    """Claims succeed, as with Redis when no other process holds the address."""
+
+    spans_processes = True
+
+
+@pytest.mark.parametrize(("locks", "looks"), [(ProcessLocks(), 1), (LocksOfManyProcesses(), 2)])
+async def test_the_cache_is_asked_again_before_a_callout_only_across_processes(
+    world: World, locks: ProcessLocks, looks: int
+) -> None:
+    """Alone, a verdict that landed since the request's look landed in this process's
+    memory; with other processes calling out, only the cache can tell."""
+    await world.mx("example.test", {"127.0.0.2": MXScript(rcpt=[("alice@*", OK)])})
+    cache = CountedCache()
+    async with Verifier(world.config(), cache=cache, locks=locks) as verifier:
+        verdict = await verifier.verify(ALICE)
+    assert verdict.result is Result.PASS
+    assert cache.gets == looks

@@ -3,8 +3,8 @@
 The event loop never waits on the disk: writes go to a queue that a writer thread
 commits in batches; lookups that miss the memory tier run on a reader thread. A
 committed batch survives kill -9 (WAL, synchronous=NORMAL). The memory tier keeps
-hot records for `memory_ttl` seconds, so a purge from another process (the CLI)
-reaches a running daemon within that time.
+hot records, and each domain's facts as last read, for `memory_ttl` seconds, so a
+purge from another process (the CLI) reaches a running daemon within that time.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import queue
 import sqlite3
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +26,7 @@ import platformdirs
 
 from cbv.address import Address
 from cbv.cache.backend import CacheError, Clock
+from cbv.cache.memory_tier import MemoryTier
 from cbv.cache.records import (
     BadRecords,
     CachedVerdict,
@@ -245,9 +245,11 @@ class SQLiteBackend:
     ) -> None:
         self.path = path or default_cache_path()
         self._clock = clock
-        self._tier: OrderedDict[str, tuple[float, CachedVerdict]] = OrderedDict()
-        self._tier_entries = memory_entries
-        self._tier_ttl = memory_ttl
+        self._tier: MemoryTier[CachedVerdict] = MemoryTier(memory_entries, memory_ttl, clock)
+        # Every callout asks for its domain's facts; most domains have none, and a domain's
+        # addresses come in runs, so what was read is kept (empty too) as records are.
+        self._facts: MemoryTier[dict[str, Fact]] = MemoryTier(memory_entries, memory_ttl, clock)
+        self._learnt = 0  # facts learned so far: a read that a learn overtook is not kept
         self._reader_connection = _open(self.path)
         self._reader = concurrent.futures.ThreadPoolExecutor(1, "cbv-sqlite-reader")
         self._writer = _Writer(_connect(self.path), clock)
@@ -272,37 +274,16 @@ class SQLiteBackend:
         result: T = await asyncio.wrap_future(future)
         return result
 
-    def _remember(self, record: CachedVerdict) -> None:
-        if self._tier_entries == 0 or self._tier_ttl == 0:
-            return
-        key = record.address
-        now = self._clock()
-        self._tier[key] = (now + self._tier_ttl, record)
-        self._tier.move_to_end(key)
-        if len(self._tier) > self._tier_entries:
-            self._tier.popitem(last=False)
-        self._drop_stale_from_tier(now)
-
-    def _drop_stale_from_tier(self, now: float) -> None:
-        """Entries are in the order they were remembered, so the stale ones are at the
-        front: without this, a stream of fresh addresses would keep `memory_entries` of
-        them in memory long after `memory_ttl`."""
-        while self._tier:
-            deadline, _ = next(iter(self._tier.values()))
-            if deadline > now:
-                return
-            self._tier.popitem(last=False)
-
     def peek(self, address: Address) -> CachedVerdict | None:
         """From the memory tier only."""
         key = str(address)
-        held = self._tier.get(key)
+        now = self._clock()
+        held = self._tier.get(key, now)
         if held is None:
             return None
-        now = self._clock()
-        if now < held[0] and now < held[1].expires_at:
-            return held[1]
-        del self._tier[key]
+        if now < held.expires_at:
+            return held
+        self._tier.pop(key)
         return None
 
     async def get(self, address: Address) -> CachedVerdict | None:
@@ -321,6 +302,9 @@ class SQLiteBackend:
             return row
 
         row = await self._read(query)
+        landed = self.peek(address)  # put while the reader read: newer than the row
+        if landed is not None:
+            return landed
         if row is None:
             return None
         try:
@@ -328,11 +312,11 @@ class SQLiteBackend:
         except ValueError as exc:
             self._bad_records.report(key, exc)
             return None
-        self._remember(record)
+        self._tier.put(record.address, record)
         return record
 
     async def put(self, record: CachedVerdict) -> None:
-        self._remember(record)
+        self._tier.put(record.address, record)
         values = (
             record.address,
             record.domain,
@@ -352,6 +336,13 @@ class SQLiteBackend:
 
     async def facts(self, domain: str) -> dict[str, Fact]:
         now = self._clock()
+        held = self._facts.get(domain, now)
+        if held is not None:
+            current: dict[str, Fact] = {}
+            for name, fact in held.items():  # no comprehension: no cell for `now`
+                if fact.expires_at > now:
+                    current[name] = fact
+            return current
 
         def query(connection: sqlite3.Connection) -> list[tuple[str, int, float]]:
             return connection.execute(
@@ -360,6 +351,7 @@ class SQLiteBackend:
                 (domain, now),
             ).fetchall()
 
+        learnt = self._learnt
         rows = await self._read(query)
         facts: dict[str, Fact] = {}
         for name, value, expires_at in rows:
@@ -367,9 +359,15 @@ class SQLiteBackend:
                 facts[name] = Fact(bool(int(value)), float(expires_at))
             except ValueError as exc:
                 self._bad_records.report(f"{domain} fact {name}", exc)
-        return facts
+        if learnt == self._learnt:
+            self._facts.put(domain, facts)
+        return dict(facts)
 
     async def learn(self, domain: str, facts: Mapping[str, Fact]) -> None:
+        self._learnt += 1
+        held = self._facts.get(domain, self._clock())
+        if held is not None:  # else the next look reads them, with the domain's others
+            self._facts.put(domain, {**held, **facts})
         rows = [(domain, name, int(fact.value), fact.expires_at) for name, fact in facts.items()]
         self._write(
             lambda connection: connection.executemany(
@@ -381,7 +379,7 @@ class SQLiteBackend:
 
     async def purge_address(self, address: Address) -> int:
         key = str(address)
-        self._tier.pop(key, None)
+        self._tier.pop(key)
         return await self._write_and_wait(
             lambda connection: connection.execute(
                 "DELETE FROM addresses WHERE address = ?", (key,)
@@ -390,8 +388,8 @@ class SQLiteBackend:
 
     async def purge_domain(self, domain: str) -> int:
         suffix = f"@{domain}"
-        for key in [key for key in self._tier if key.endswith(suffix)]:
-            del self._tier[key]
+        self._tier.drop_keys(lambda key: key.endswith(suffix))
+        self._facts.pop(domain)
 
         def job(connection: sqlite3.Connection) -> int:
             connection.execute("DELETE FROM domain_facts WHERE domain = ?", (domain,))
@@ -404,6 +402,7 @@ class SQLiteBackend:
 
     async def purge_all(self) -> int:
         self._tier.clear()
+        self._facts.clear()
 
         def job(connection: sqlite3.Connection) -> int:
             connection.execute("DELETE FROM domain_facts")

@@ -114,7 +114,7 @@ class SharedCallouts:
         """Runs as its own task, so a caller that goes away does not cancel the others.
 
         With `use_cache`, calls out only for the addresses no other process is verifying,
-        after one more look (another process may have just stored them), and takes the
+        after one more look (a verdict may have landed since the request's), and takes the
         others' verdicts from the cache once they land. One coroutine frame while the
         callout is in flight: each is memory and a step on every wake-up of every callout
         in flight."""
@@ -128,7 +128,8 @@ class SharedCallouts:
                     theirs = asyncio.gather(*map(self._after_elsewhere, elsewhere))
                 del elsewhere  # not kept while the callout is in flight
                 try:
-                    verdicts = await self._store.fresh(claimed) if claimed else {}
+                    verdicts = await self._store.fresh(
+                        claimed, from_elsewhere=self._locks.spans_processes) if claimed else {}
                     todo = _without(claimed, verdicts) if verdicts else claimed
                     if todo:
                         verdicts.update(

@@ -70,6 +70,12 @@ def _waiter(waiting: list[asyncio.Future[Verdict]]) -> asyncio.Future[Verdict]:
 
 
 class SharedLocks(Protocol):
+    @property
+    def spans_processes(self) -> bool:
+        """Whether other processes call out for the same cache: then a verdict may land in
+        it from elsewhere between a request's look and its claim."""
+        ...
+
     async def claim(self, addresses: Sequence[Address]) -> tuple[list[Address], list[Address]]:
         """(claimed by this process, being verified by another one)."""
         ...
@@ -83,6 +89,8 @@ class SharedLocks(Protocol):
 
 class ProcessLocks:
     """No other process shares the cache's callouts: every claim succeeds."""
+
+    spans_processes = False
 
     async def claim(self, addresses: Sequence[Address]) -> tuple[list[Address], list[Address]]:
         claimed = addresses if isinstance(addresses, list) else list(addresses)  # no copy kept
@@ -106,6 +114,8 @@ class RedisLocks:
         self._lease = lease
         self._token = secrets.token_hex(12)
         self._release = link.client.register_script(RELEASE)
+
+    spans_processes = True
 
     def _key(self, address: Address) -> str:
         return self._keys.lock(address.domain, str(address))

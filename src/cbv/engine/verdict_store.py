@@ -68,12 +68,16 @@ class VerdictStore:
     def needs_refresh(self, record: CachedVerdict) -> bool:
         return record.needs_refresh(self._clock())
 
-    async def fresh(self, addresses: Sequence[Address]) -> dict[Address, Verdict]:
-        """The stored verdicts not yet due for a refresh (another process may have just
-        stored them)."""
+    async def fresh(self, addresses: Sequence[Address], *, from_elsewhere: bool
+                    ) -> dict[Address, Verdict]:
+        """The stored verdicts not yet due for a refresh: stored since the request looked.
+        `from_elsewhere`: another process may have stored them, and the cache is asked;
+        otherwise they landed in this process, and its memory is enough (for SQLite, no
+        trip to the reader thread)."""
         records = []
         for address in addresses:  # an async comprehension is a coroutine more per callout
-            records.append(await self.cache.get(address))
+            records.append(await self.cache.get(address) if from_elsewhere
+                           else self.cache.peek(address))
         now = self._clock()
         verdicts: dict[Address, Verdict] = {}
         for address, record in zip(addresses, records, strict=True):
