@@ -54,7 +54,7 @@ class Blocked:
 
 def hold_reader(backend: SQLiteBackend) -> Blocked:
     blocked = Blocked()
-    backend._reader.submit(blocked.wait)
+    backend._reader._executor.submit(blocked.wait)
     return blocked
 
 
@@ -65,7 +65,7 @@ def hold_writer(backend: SQLiteBackend) -> Blocked:
 
 
 def reader_has_work(backend: SQLiteBackend) -> bool:
-    return backend._reader._work_queue.qsize() > 0
+    return backend._reader._executor._work_queue.qsize() > 0
 
 
 Pair = tuple[SQLiteBackend, SQLiteBackend, FakeClock]

@@ -1,10 +1,11 @@
 """The embedded default: one SQLite file in WAL mode, written in batches by a thread.
 
 The event loop never waits on the disk: writes go to a queue that a writer thread
-commits in batches; lookups that miss the memory tier run on a reader thread. A
-committed batch survives kill -9 (WAL, synchronous=NORMAL). The memory tier keeps
-hot records, and each domain's facts as last read, for `memory_ttl` seconds, so a
-purge from another process (the CLI) reaches a running daemon within that time.
+commits in batches; lookups that miss the memory tier run on a reader thread, those of
+one event-loop turn together (cache/reader_thread.py). A committed batch survives kill -9
+(WAL, synchronous=NORMAL). The memory tier keeps hot records, and each domain's facts as
+last read, for `memory_ttl` seconds, so a purge from another process (the CLI) reaches a
+running daemon within that time.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import platformdirs
 from cbv.address import Address
 from cbv.cache.backend import CacheError, Clock
 from cbv.cache.memory_tier import MemoryTier
+from cbv.cache.reader_thread import ReaderThread
 from cbv.cache.records import (
     BadRecords,
     CachedVerdict,
@@ -250,8 +252,7 @@ class SQLiteBackend:
         # addresses come in runs, so what was read is kept (empty too) as records are.
         self._facts: MemoryTier[dict[str, Fact]] = MemoryTier(memory_entries, memory_ttl, clock)
         self._learnt = 0  # facts learned so far: a read that a learn overtook is not kept
-        self._reader_connection = _open(self.path)
-        self._reader = concurrent.futures.ThreadPoolExecutor(1, "cbv-sqlite-reader")
+        self._reader = ReaderThread(_open(self.path))
         self._writer = _Writer(_connect(self.path), clock)
         self._writer.start()
         self._bad_records = BadRecords(self.description)
@@ -262,8 +263,7 @@ class SQLiteBackend:
         return f"sqlite://{self.path}"
 
     async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._reader, query, self._reader_connection)
+        return await self._reader.read(query)
 
     def _write(self, job: Job) -> None:
         self._writer.jobs.put((job, None))
@@ -482,5 +482,4 @@ class SQLiteBackend:
             await self.flush()
         self._writer.jobs.put(None)
         await asyncio.to_thread(self._writer.join)
-        await self._read(sqlite3.Connection.close)
-        self._reader.shutdown(wait=False)
+        await self._reader.close()
