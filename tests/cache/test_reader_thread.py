@@ -12,6 +12,7 @@ import pytest
 import pytest_asyncio
 
 from cbv.cache.reader_thread import ReaderThread
+from tests.waiting import WITHIN
 
 
 class CountedReader(ReaderThread):
@@ -81,3 +82,25 @@ async def test_a_read_after_close_fails_at_once() -> None:
     await thread.close()
     with pytest.raises(RuntimeError):
         await thread.read(value_of(1))
+
+
+def test_a_read_left_by_a_stopped_loop_does_not_hold_up_the_next_loop() -> None:
+    connection = sqlite3.connect(":memory:", check_same_thread=False)
+    connection.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)")
+    connection.execute("INSERT INTO t VALUES (2, 'v2')")
+    thread = ReaderThread(connection)
+    stopped = asyncio.new_event_loop()
+    left = stopped.create_task(thread.read(value_of(1)))
+    stopped.call_soon(stopped.stop)
+    stopped.run_forever()  # the read is asked; its hand-over would come in the next turn
+    stopped.close()
+    assert not left.done()
+    left._log_destroy_pending = False  # type: ignore[attr-defined]  # pending on purpose
+
+    async def next_loop() -> str | None:
+        try:
+            return await asyncio.wait_for(thread.read(value_of(2)), WITHIN)
+        finally:
+            await asyncio.wait_for(thread.close(), WITHIN)
+
+    assert asyncio.run(next_loop()) == "v2"

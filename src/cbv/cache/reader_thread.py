@@ -27,11 +27,14 @@ class ReaderThread:
         self._connection = connection
         self._executor = concurrent.futures.ThreadPoolExecutor(1, "cbv-sqlite-reader")
         self._asked: Asked = []
+        self._asked_on: asyncio.AbstractEventLoop | None = None
 
     async def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[T] = loop.create_future()
-        if not self._asked:
+        if not self._asked or self._asked_on is not loop:
+            # A batch left by a loop that stopped before handing it over is not waited on.
+            self._asked, self._asked_on = [], loop
             loop.call_soon(self._hand_over, loop)
         self._asked.append((query, answer))
         return await answer
