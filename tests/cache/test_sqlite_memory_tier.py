@@ -1,7 +1,7 @@
 """The SQLite backend's memory tier holds only what was remembered within `memory_ttl`,
 however many fresh addresses stream through it (found by the soak: RSS kept growing); it
-holds each domain's facts as read for as long, and what this process learns or stores
-meanwhile wins over what the disk's thread read."""
+holds each domain's facts as read for as long, and what this process learns, stores or
+purges meanwhile wins over what the disk's thread read."""
 
 from __future__ import annotations
 
@@ -161,3 +161,23 @@ async def test_a_record_put_while_the_reader_read_wins_over_the_row_read(
     assert await looking == newer
     assert here.peek(address) == newer
     writer.release()
+
+
+async def test_a_row_read_while_this_process_purged_it_is_not_held(
+    two_processes: Pair,
+) -> None:
+    here, there, clock = two_processes
+    address = parse_address("user@example.test")
+    await there.put(record(str(address), now=clock()))
+    await there.flush()
+    reader, writer = hold_reader(here), hold_writer(here)
+    looking = asyncio.create_task(here.get(address))
+    await until(lambda: reader_has_work(here), "the look is queued")
+    purging = asyncio.create_task(here.purge_address(address))
+    await until(lambda: here._writer.jobs.qsize() > 0, "the purge is queued")
+    reader.release()
+    assert await looking is not None, "read before the purge was committed"
+    assert here.peek(address) is None
+    writer.release()
+    assert await purging == 1
+    assert await here.get(address) is None

@@ -251,7 +251,7 @@ class SQLiteBackend:
         # Every callout asks for its domain's facts; most domains have none, and a domain's
         # addresses come in runs, so what was read is kept (empty too) as records are.
         self._facts: MemoryTier[dict[str, Fact]] = MemoryTier(memory_entries, memory_ttl, clock)
-        self._learnt = 0  # facts learned so far: a read that a learn overtook is not kept
+        self._changes = 0  # learns and purges so far: what a read one overtook is not kept
         self._reader = ReaderThread(_open(self.path))
         self._writer = _Writer(_connect(self.path), clock)
         self._writer.start()
@@ -301,6 +301,7 @@ class SQLiteBackend:
             ).fetchone()
             return row
 
+        changes = self._changes
         row = await self._read(query)
         landed = self.peek(address)  # put while the reader read: newer than the row
         if landed is not None:
@@ -312,7 +313,8 @@ class SQLiteBackend:
         except ValueError as exc:
             self._bad_records.report(key, exc)
             return None
-        self._tier.put(record.address, record)
+        if changes == self._changes:
+            self._tier.put(record.address, record)
         return record
 
     async def put(self, record: CachedVerdict) -> None:
@@ -351,7 +353,7 @@ class SQLiteBackend:
                 (domain, now),
             ).fetchall()
 
-        learnt = self._learnt
+        changes = self._changes
         rows = await self._read(query)
         facts: dict[str, Fact] = {}
         for name, value, expires_at in rows:
@@ -359,12 +361,12 @@ class SQLiteBackend:
                 facts[name] = Fact(bool(int(value)), float(expires_at))
             except ValueError as exc:
                 self._bad_records.report(f"{domain} fact {name}", exc)
-        if learnt == self._learnt:
+        if changes == self._changes:
             self._facts.put(domain, facts)
         return dict(facts)
 
     async def learn(self, domain: str, facts: Mapping[str, Fact]) -> None:
-        self._learnt += 1
+        self._changes += 1
         held = self._facts.get(domain, self._clock())
         if held is not None:  # else the next look reads them, with the domain's others
             self._facts.put(domain, {**held, **facts})
@@ -379,6 +381,7 @@ class SQLiteBackend:
 
     async def purge_address(self, address: Address) -> int:
         key = str(address)
+        self._changes += 1
         self._tier.pop(key)
         return await self._write_and_wait(
             lambda connection: connection.execute(
@@ -388,6 +391,7 @@ class SQLiteBackend:
 
     async def purge_domain(self, domain: str) -> int:
         suffix = f"@{domain}"
+        self._changes += 1
         self._tier.drop_keys(lambda key: key.endswith(suffix))
         self._facts.pop(domain)
 
@@ -401,6 +405,7 @@ class SQLiteBackend:
         return await self._write_and_wait(job)
 
     async def purge_all(self) -> int:
+        self._changes += 1
         self._tier.clear()
         self._facts.clear()
 
