@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Mapping
 
 from cbv.address import Address
 from cbv.cache.backend import Clock
-from cbv.cache.records import CachedVerdict, CacheStats, Fact
+from cbv.cache.records import CachedVerdict, CacheStats, Fact, unexpired
 
 
 class MemoryBackend:
@@ -48,12 +48,7 @@ class MemoryBackend:
             self._records.popitem(last=False)
 
     async def facts(self, domain: str) -> dict[str, Fact]:
-        now = self._clock()
-        current: dict[str, Fact] = {}
-        for name, fact in self._facts.get(domain, {}).items():  # no cell for `now`
-            if fact.expires_at > now:
-                current[name] = fact
-        return current
+        return unexpired(self._facts.get(domain, {}), self._clock())
 
     async def learn(self, domain: str, facts: Mapping[str, Fact]) -> None:
         self._facts.setdefault(domain, {}).update(facts)

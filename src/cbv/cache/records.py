@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -102,6 +103,15 @@ class Fact:
 
     value: bool
     expires_at: float
+
+
+def unexpired(facts: Mapping[str, Fact], now: float) -> dict[str, Fact]:
+    """The facts still valid at `now`, in a dict of the caller's own."""
+    current: dict[str, Fact] = {}
+    for name, fact in facts.items():  # no comprehension: no cell for `now` per callout
+        if fact.expires_at > now:
+            current[name] = fact
+    return current
 
 
 @dataclass(frozen=True, slots=True)

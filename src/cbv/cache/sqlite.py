@@ -36,6 +36,7 @@ from cbv.cache.records import (
     Fact,
     dump_verdict,
     load_verdict,
+    unexpired,
 )
 
 log = logging.getLogger("cbv.cache")
@@ -339,12 +340,13 @@ class SQLiteBackend:
     async def facts(self, domain: str) -> dict[str, Fact]:
         now = self._clock()
         held = self._facts.get(domain, now)
-        if held is not None:
-            current: dict[str, Fact] = {}
-            for name, fact in held.items():  # no comprehension: no cell for `now`
-                if fact.expires_at > now:
-                    current[name] = fact
-            return current
+        if held is None:
+            held = await self._read_facts(domain, now)
+        return unexpired(held, now)
+
+    async def _read_facts(self, domain: str, now: float) -> dict[str, Fact]:
+        """From the file, held in the memory tier unless a learn or purge overtook the
+        read."""
 
         def query(connection: sqlite3.Connection) -> list[tuple[str, int, float]]:
             return connection.execute(
@@ -363,7 +365,7 @@ class SQLiteBackend:
                 self._bad_records.report(f"{domain} fact {name}", exc)
         if changes == self._changes:
             self._facts.put(domain, facts)
-        return dict(facts)
+        return facts
 
     async def learn(self, domain: str, facts: Mapping[str, Fact]) -> None:
         self._changes += 1
