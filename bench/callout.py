@@ -61,6 +61,7 @@ from cbv.engine.assembly import assemble
 from cbv.engine.verifier import Verifier
 from cbv.gc_tuning import tune_for_many_connections
 from cbv.model import Verdict
+from cbv.providers import read_suffix_list
 from cbv.servers.event_loop import loop_factory
 
 HELO = "verifier.bench.test"
@@ -322,6 +323,7 @@ def measure_cbv(scale: Scale, nameserver: str, port: int, mode: str,
         items = [item for item in items if domain_kind(item.domain) == "mx"]
     addresses = [item.address for item in items]
     config = cbv_config(nameserver, port, scale.concurrency)
+    read_suffix_list()  # as the daemon does as it starts
     tune_for_many_connections()  # as the `cbv` command does
 
     async def verify() -> list[Verdict]:
@@ -349,6 +351,7 @@ def measure_slow(scale: Scale, nameserver: str, port: int, loop: str = "asyncio"
     "asyncio" or "uvloop"."""
     items = [i for i in _prepare(scale) if domain_kind(i.domain) == "mx"][: scale.in_flight]
     config = cbv_config(nameserver, port, scale.in_flight)
+    read_suffix_list()  # as the daemon does as it starts
     tune_for_many_connections()  # as the `cbv` command does
     samples: list[float] = []
     stalls: list[float] = [0.0]

@@ -24,6 +24,13 @@ def _suffixes() -> PublicSuffixList:
     return PublicSuffixList()
 
 
+def read_suffix_list() -> None:
+    """Read the bundled list now, not at the first callout: parsing it takes 65-75 ms of
+    CPU here, and the first callout would hold the event loop, and every session and
+    request in it, still meanwhile. A daemon calls this as it starts."""
+    _suffixes()
+
+
 @functools.lru_cache(maxsize=PROVIDERS_REMEMBERED)
 def provider_of(host: str) -> str:
     """The registrable domain of an MX host name, lower case, without the root dot."""

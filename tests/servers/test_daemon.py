@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from cbv import providers
 from cbv.config import load_config
 from cbv.servers.daemon import LOCK_WAIT, Daemon
 from cbv.servers.event_loop import loop_name
@@ -177,6 +178,20 @@ async def test_start_says_where_it_listens(world: World, farm: MXFarm) -> None:
         ]
         answer = await smtpcbd(addresses["smtpcbd"], b"<nobody@fail.test>\n")
         assert answer.startswith("FAIL:")
+    finally:
+        await daemon.shutdown()
+
+
+async def test_the_suffix_list_is_read_before_any_listener_opens(
+        world: World, farm: MXFarm) -> None:
+    """Not by the first callout, which would hold every session in flight meanwhile."""
+    providers._suffixes.cache_clear()
+    read_when_announced: list[int] = []
+    daemon = Daemon(server_config(world, farm), announce=lambda line: read_when_announced.append(
+        providers._suffixes.cache_info().currsize))
+    await daemon.start()
+    try:
+        assert read_when_announced == [1, 1]
     finally:
         await daemon.shutdown()
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from cbv.config import Config, ConfigError, LogConfig, ServerConfig, config_source, load_config
 from cbv.endpoint import Endpoint
 from cbv.gc_tuning import tune_for_many_connections
+from cbv.providers import read_suffix_list
 from cbv.servers.connection import ConnectionTracker
 from cbv.servers.event_loop import loop_name
 from cbv.servers.jobs import JobsRunning
@@ -141,6 +142,7 @@ class Daemon:
         self._stopping.set()
 
     async def start(self) -> None:
+        read_suffix_list()  # before any listener opens
         self._runtime = Runtime(Generation(self._config, self.telemetry), self.telemetry)
         try:
             if self._config.jobs.enabled:
