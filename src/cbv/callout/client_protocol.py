@@ -22,7 +22,8 @@ class SmtpClientProtocol(asyncio.Protocol):
     """Replies parsed as they arrive; `arrival()` is a future done once one is ready (or
     the connection failed), `take()` hands them out in order and then the failure."""
 
-    __slots__ = ("_failure", "_pacer", "_parser", "_paused", "_ready", "_waiter", "transport")
+    __slots__ = ("_failure", "_loop", "_pacer", "_parser", "_paused", "_ready", "_waiter",
+                 "transport")
 
     def __init__(self, max_reply_bytes: int, pacer: TurnPacer | None = None) -> None:
         self._parser = ReplyParser(max_reply_bytes=max_reply_bytes)
@@ -31,6 +32,7 @@ class SmtpClientProtocol(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._failure: BaseException | None = None
         self._paused = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # asked for once, in arrival()
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -84,7 +86,10 @@ class SmtpClientProtocol(asyncio.Protocol):
 
     def arrival(self) -> asyncio.Future[None]:
         """Done once `take()` has something to give."""
-        waiter = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        if loop is None:  # on Python 3.11 each get_running_loop() is a getpid system call
+            loop = self._loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
         if self.has_reply:
             waiter.set_result(None)
         else:

@@ -25,37 +25,40 @@ class TurnPacer:
         self._scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _on_running_loop(self) -> None:
+    def _on_loop(self, loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
         """A runner may outlive its event loop (one `asyncio.run` after another): the turn
         the last loop was in, and its waiters, went with it."""
-        loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._loop = loop
             self._released = 0
             self._scheduled = False
             self._queue.clear()
+        return loop
 
     def wake(self, waiter: asyncio.Future[None]) -> None:
         """Complete `waiter` in this turn if it has room, else in a later one."""
-        self._on_running_loop()
+        loop = self._on_loop(waiter.get_loop())  # the running loop, without asking for it
         if self._released < self._per_turn and not self._queue:
             self._released += 1
             if not waiter.done():
                 waiter.set_result(None)
         else:
             self._queue.append(waiter)
-        self._schedule()
+        self._schedule(loop)
 
     def admit(self) -> asyncio.Future[None] | None:
-        """None when this turn has room; otherwise a future to await, done in a later turn."""
-        self._on_running_loop()
+        """None when this turn has room; otherwise a future to await, done in a later turn.
+
+        The running loop is asked for once: on Python 3.11 each `get_running_loop()` is a
+        getpid system call, and a callout passes here and through `wake` several times."""
+        loop = self._on_loop(asyncio.get_running_loop())
         if self._released < self._per_turn and not self._queue:
             self._released += 1
-            self._schedule()
+            self._schedule(loop)
             return None
-        waiter = asyncio.get_running_loop().create_future()
+        waiter = loop.create_future()
         self._queue.append(waiter)
-        self._schedule()
+        self._schedule(loop)
         return waiter
 
     async def take_turn(self) -> None:
@@ -65,12 +68,12 @@ class TurnPacer:
         if waiter is not None:
             await waiter
 
-    def _schedule(self) -> None:
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self._scheduled:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._next_turn)
+            loop.call_soon(self._next_turn, loop)
 
-    def _next_turn(self) -> None:
+    def _next_turn(self, loop: asyncio.AbstractEventLoop) -> None:
         self._scheduled = False
         self._released = 0
         queue = self._queue
@@ -80,4 +83,4 @@ class TurnPacer:
                 waiter.set_result(None)
                 self._released += 1
         if self._released:
-            self._schedule()
+            self._schedule(loop)

@@ -25,10 +25,10 @@ class StageTimer:
     __slots__ = ("_cancelling", "_due", "_expired", "_handle", "_loop", "_task")
 
     def __init__(self) -> None:
-        task = asyncio.current_task()
+        self._loop = asyncio.get_running_loop()  # once: on Python 3.11 a system call each
+        task = asyncio.current_task(self._loop)
         if task is None:
             raise RuntimeError("StageTimer must be used inside a task")
-        self._loop = asyncio.get_running_loop()
         self._task = task
         self._handle: asyncio.TimerHandle | None = None
         self._due: float | None = None  # None between stages
