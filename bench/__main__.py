@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "fair": "bench.fair",
     "flood": "bench.flood",
     "frontends": "bench.frontends",
+    "instructions": "bench.instructions",
     "jobs": "bench.jobs",
     "policy": "bench.policy",
     "soak": "bench.soak",

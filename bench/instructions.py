@@ -1,0 +1,188 @@
+"""Instructions per SMTP callout, counted by cachegrind: a figure the machine's noise leaves alone.
+
+`python -m bench callout` times the CPU of each round, and on a shared machine a round's
+ratio to the floor moves by ±20% from one turn to the next: a change worth 2% cannot be
+seen in it. The instructions a process executes hardly move: each measurement here runs the
+`bench callout` workload (one `verify()` per address on MX domains, and the floor) under
+`valgrind --tool=cachegrind` twice, at two sizes, and gives the instructions per callout as
+the difference over the difference in callouts (start-up and imports fall out).
+
+What it does not count: the kernel's work (system calls, the loopback's TCP), and what the
+memory's layout costs. Its ratio to the floor is not issue 15's target, which is CPU time;
+it is the measure for deciding whether a change makes a callout do less.
+
+`--src DIR` (repeatable) measures cbv from other source trees as well (another checkout's
+`src`), each a row, so a change is compared with main in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.callout import FULL, Scale, dns_main, host_ip, machine, measure_cbv, measure_floor
+from bench.helpers import BENCHMARKS_DOC, Helper, write_docs_section
+from bench.mx_farm import FarmProcess
+from cbv.providers import read_suffix_list
+
+REPO = Path(__file__).resolve().parent.parent
+CHILD_TIMEOUT = 1800.0
+COUNTED = re.compile(r"I\s+refs:\s+([\d,]+)")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    small: int  # domains in the smaller run (half of them have MX records)
+    big: int
+    concurrency: int  # callouts at once: a tenth of the callouts, as in `bench callout`
+
+
+DEFAULT = Sizes(small=100, big=500, concurrency=100)
+
+
+def scale_of(domains: int, sizes: Sizes) -> Scale:
+    return Scale(domains=domains, per_domain=FULL.per_domain, hosts=FULL.hosts,
+                 concurrency=sizes.concurrency, py3ve=0, in_flight=0)
+
+
+def child(argv: list[str]) -> int:
+    """One measurement, run under valgrind: prints how many callouts it made."""
+    what, port, nameserver, domains, concurrency = argv
+    sizes = Sizes(small=0, big=0, concurrency=int(concurrency))
+    scale = scale_of(int(domains), sizes)
+    read_suffix_list()  # as the daemon does as it starts
+    if what == "floor":
+        result = measure_floor(scale, int(port))
+    else:
+        result = measure_cbv(scale, nameserver, int(port), "each-mx")
+        if result["mismatches"]:
+            print(f"cbv gave {result['mismatches']} wrong verdicts", file=sys.stderr)
+            return 1
+    print(f"callouts {result['addresses']}")
+    return 0
+
+
+def counted(what: str, src: Path, port: int, nameserver: str, domains: int, sizes: Sizes
+            ) -> tuple[int, int]:
+    """(callouts, instructions) of one measurement in a fresh process under cachegrind."""
+    command = ["valgrind", "--tool=cachegrind", "--cache-sim=no",
+               "--cachegrind-out-file=/dev/null", sys.executable, "-m", "bench.instructions",
+               "--child", what, str(port), nameserver, str(domains), str(sizes.concurrency)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(src), str(REPO)]))
+    done = subprocess.run(command, env=env, capture_output=True, text=True,
+                          timeout=CHILD_TIMEOUT, cwd=REPO, check=False)
+    callouts = re.search(r"^callouts (\d+)$", done.stdout, re.MULTILINE)
+    instructions = COUNTED.search(done.stderr)
+    if done.returncode or callouts is None or instructions is None:
+        own = [line for line in done.stderr.splitlines() if line.strip()
+               and not line.startswith("==")]  # valgrind's own lines start with ==pid==
+        last = (own or ["no output"])[-1]
+        raise RuntimeError(f"{what} from {src} under valgrind failed: {last}")
+    return int(callouts.group(1)), int(instructions.group(1).replace(",", ""))
+
+
+def per_callout(small: tuple[int, int], big: tuple[int, int]) -> float:
+    """Instructions per callout: what the bigger run did beyond the smaller one."""
+    (calls_small, counted_small), (calls_big, counted_big) = small, big
+    if calls_big <= calls_small:
+        raise ValueError("the bigger run made no more callouts than the smaller one")
+    return (counted_big - counted_small) / (calls_big - calls_small)
+
+
+def run(sources: Sequence[Path], sizes: Sizes, log: Callable[[str], None] = print
+        ) -> dict[str, float]:
+    """Instructions per callout: "floor", then cbv from each source tree, by its path."""
+    farm = FarmProcess([host_ip(h) for h in range(FULL.hosts)], (0,), CHILD_TIMEOUT * 8)
+    try:
+        dns = Helper("fake-dns", dns_main, scale_of(sizes.big, sizes), CHILD_TIMEOUT * 8)
+    except BaseException:
+        farm.stop()
+        raise
+    try:
+        nameserver = dns.info["nameserver"]
+        found: dict[str, float] = {}
+        for what, src in [("floor", sources[0]), *(("cbv", s) for s in sources)]:
+            log(f"counting {what} from {src} ...")
+            small, big = (counted(what, src, farm.port, nameserver, domains, sizes)
+                          for domains in (sizes.small, sizes.big))
+            found["floor" if what == "floor" else str(src)] = per_callout(small, big)
+        return found
+    finally:
+        dns.stop()
+        farm.stop()
+
+
+def report(found: dict[str, float], sizes: Sizes, command: str, elapsed: float) -> str:
+    floor = found["floor"]
+    lines = [
+        "## Instructions per callout",
+        "",
+        f"`{command}`, run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {elapsed:.0f} s; "
+        f"{machine()}.",
+        "",
+        f"- The `bench callout` workload at two sizes, {sizes.small:,} and {sizes.big:,} "
+        f"domains of {FULL.per_domain} addresses, {sizes.concurrency:,} at once: cbv with "
+        "one `verify()` per address on the MX domains (half of them), the floor with one "
+        "session per address. Each run is a fresh process under `valgrind "
+        "--tool=cachegrind`; the figure is the difference in instructions over the "
+        "difference in callouts, so start-up and imports fall out. The kernel's work is not "
+        "in it.",
+        "",
+        "| measured | instructions per callout | of the floor's |",
+        "|---|---:|---:|",
+    ]
+    for name, value in found.items():
+        label = "floor: bare asyncio client" if name == "floor" else f"cbv from `{name}`"
+        lines.append(f"| {label} | {value / 1000:,.1f} k | {value / floor:.2f}x |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--child"]:
+        return child(argv[1:])
+    parser = argparse.ArgumentParser(prog="python -m bench instructions", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--src", type=Path, action="append", default=[],
+                        help="also measure cbv from this source tree (repeatable)")
+    parser.add_argument("--small", type=int, default=DEFAULT.small,
+                        help=f"domains in the smaller run (default {DEFAULT.small})")
+    parser.add_argument("--big", type=int, default=DEFAULT.big,
+                        help=f"domains in the bigger run (default {DEFAULT.big})")
+    parser.add_argument("--concurrency", type=int, default=DEFAULT.concurrency,
+                        help=f"callouts at once (default {DEFAULT.concurrency})")
+    parser.add_argument("--no-docs", action="store_true",
+                        help=f"do not update {BENCHMARKS_DOC.name}")
+    args = parser.parse_args(argv)
+    if not 0 < args.small < args.big or args.big > FULL.domains:
+        print(f"bench instructions: need 0 < --small < --big <= {FULL.domains}",
+              file=sys.stderr)
+        return 2
+    if shutil.which("valgrind") is None:
+        print("bench instructions: valgrind is not installed (apt-get install valgrind)",
+              file=sys.stderr)
+        return 2
+    sizes = Sizes(args.small, args.big, args.concurrency)
+    sources = [REPO / "src", *(path.resolve() for path in args.src)]
+    started = time.perf_counter()
+    found = run(sources, sizes)
+    elapsed = time.perf_counter() - started
+    section = report(found, sizes, " ".join(["python -m bench instructions", *argv]), elapsed)
+    print()
+    print(section)
+    if not args.no_docs and not args.src:
+        write_docs_section("instructions", section)
+        print(f"\nwrote the 'Instructions per callout' section of {BENCHMARKS_DOC}")
+    return 0
+
+
+if __name__ == "__main__":  # the measurements' own processes: python -m bench.instructions
+    sys.exit(main(sys.argv[1:]))
