@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-from contextvars import Context
 from types import TracebackType
 
-# For callbacks that read no context variable (`_fire`, a lead task's done callback): one
-# shared empty context spares each a copy of its caller's, an object every callout in
-# flight would keep.
-NO_VARIABLES = Context()
+from cbv.callout.deadlines import Deadlines, deadlines_of
 
 
 class StageTimer:
     """Bounds each stage of a session (a reply awaited, the QUIT wait) as
     `asyncio.timeout` would, with one timer for the whole session instead of one armed
-    and cancelled per read, a cost every callout paid several times over.
+    and cancelled per read, a cost every callout paid several times over; the timers of
+    all sessions share one heap and one asyncio timer (cbv.callout.deadlines).
 
     The timer stays armed while each stage's due time is later than the one it was
     armed for; firing before the current stage is due, it re-arms for that; firing
     once it is due, it cancels the session's task and the stage raises TimeoutError.
     """
 
-    __slots__ = ("_cancelling", "_due", "_expired", "_handle", "_loop", "_task")
+    __slots__ = ("_armed", "_armed_for", "_cancelling", "_deadlines", "_due", "_expired",
+                 "_loop", "_task")
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()  # once: on Python 3.11 a system call each
@@ -30,7 +28,9 @@ class StageTimer:
         if task is None:
             raise RuntimeError("StageTimer must be used inside a task")
         self._task = task
-        self._handle: asyncio.TimerHandle | None = None
+        self._deadlines: Deadlines = deadlines_of(self._loop)
+        self._armed: int | None = None  # its number in the deadlines
+        self._armed_for = 0.0
         self._due: float | None = None  # None between stages
         self._expired = False
         self._cancelling = 0
@@ -39,11 +39,12 @@ class StageTimer:
         """`with timer.stage(seconds):` the block raises TimeoutError past `seconds`."""
         due = self._loop.time() + seconds
         self._due = due
-        handle = self._handle
-        if handle is None or handle.when() > due:
-            if handle is not None:
-                handle.cancel()
-            self._handle = self._loop.call_at(due, self._fire, context=NO_VARIABLES)
+        armed = self._armed
+        if armed is None or self._armed_for > due:
+            if armed is not None:
+                self._deadlines.disarm(armed)
+            self._armed = self._deadlines.arm(due, self._fire)
+            self._armed_for = due
         return self
 
     def __enter__(self) -> None:
@@ -61,17 +62,18 @@ class StageTimer:
     def close(self) -> None:
         """The session is over: nothing left to time."""
         self._due = None
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+        if self._armed is not None:
+            self._deadlines.disarm(self._armed)
+            self._armed = None
 
     def _fire(self) -> None:
-        self._handle = None
+        self._armed = None
         due = self._due
         if due is None:
             return  # between stages: the next one arms the timer again
         if due > self._loop.time():
-            self._handle = self._loop.call_at(due, self._fire, context=NO_VARIABLES)
+            self._armed = self._deadlines.arm(due, self._fire)
+            self._armed_for = due
             return
         self._expired = True
         self._task.cancel()

@@ -10,9 +10,9 @@ from collections.abc import Coroutine
 from typing import Any
 
 from cbv.address import Address
+from cbv.callout.deadlines import NO_VARIABLES
 from cbv.callout.pacer import TurnPacer
 from cbv.callout.runner import CALLOUTS_PER_TURN
-from cbv.callout.stage_timer import NO_VARIABLES
 from cbv.engine.limited_callout import LimitedCallout
 from cbv.engine.singleflight import LocalFlights, SharedLocks
 from cbv.engine.verdict_store import VerdictStore

@@ -1,0 +1,94 @@
+"""Deadlines: every session's stage timer in one heap, behind one asyncio timer."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from cbv.callout.deadlines import GRID, SWEEP_ABOVE, Deadlines, deadlines_of
+
+
+def _counting_call_at(monkeypatch: pytest.MonkeyPatch, loop: asyncio.AbstractEventLoop
+                      ) -> list[float]:
+    armed: list[float] = []
+    call_at = loop.call_at
+
+    def counting(when: float, callback: Any, *args: Any, **context: Any) -> asyncio.TimerHandle:
+        armed.append(when)
+        return call_at(when, callback, *args, **context)
+
+    monkeypatch.setattr(loop, "call_at", counting)
+    return armed
+
+
+async def test_callbacks_are_called_in_due_order_after_their_due_time() -> None:
+    loop = asyncio.get_running_loop()
+    called: list[tuple[str, float]] = []
+    done: asyncio.Future[None] = loop.create_future()
+    heap = Deadlines(loop)
+    now = loop.time()
+
+    def calling(name: str, due: float) -> None:
+        heap.arm(due, lambda: called.append((name, loop.time() - due)))
+
+    for name, after in (("third", 0.03), ("first", 0.01), ("second", 0.02)):
+        calling(name, now + after)
+    heap.arm(now + 0.04, lambda: done.set_result(None))
+    await done
+    assert [name for name, _ in called] == ["first", "second", "third"]
+    assert all(0 <= late <= GRID + 0.05 for _, late in called)
+    assert len(heap) == 0
+
+
+async def test_a_thousand_sessions_share_one_asyncio_timer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    loop = asyncio.get_running_loop()
+    armed = _counting_call_at(monkeypatch, loop)
+    heap = Deadlines(loop)
+    now = loop.time()
+    numbers = [heap.arm(now + 30.0 + i / 1000, lambda: None) for i in range(1000)]
+    assert len(armed) == 1
+    for number in numbers:
+        heap.disarm(number)
+    assert len(heap) == 0
+
+
+async def test_a_callback_taken_out_is_never_called() -> None:
+    loop = asyncio.get_running_loop()
+    heap = Deadlines(loop)
+    called: list[str] = []
+    done: asyncio.Future[None] = loop.create_future()
+    now = loop.time()
+    taken_out = heap.arm(now + 0.01, lambda: called.append("taken out"))
+    heap.arm(now + 0.02, lambda: called.append("kept"))
+    heap.arm(now + 0.03, lambda: done.set_result(None))
+    heap.disarm(taken_out)
+    heap.disarm(taken_out)  # twice: nothing more happens
+    await done
+    assert called == ["kept"]
+
+
+async def test_entries_left_behind_are_swept_out_not_kept_until_due() -> None:
+    """Sessions end long before their time limits: a heap of what they left behind would
+    grow with the rate of callouts times the time limit."""
+    loop = asyncio.get_running_loop()
+    heap = Deadlines(loop)
+    now = loop.time()
+    for i in range(20 * SWEEP_ABOVE):
+        heap.disarm(heap.arm(now + 30.0 + i / 1000, lambda: None))
+    live = [heap.arm(now + 60.0, lambda: None) for _ in range(10)]
+    assert len(heap) == len(live)
+    assert len(heap._heap) <= 2 * SWEEP_ABOVE + len(live)
+
+
+async def test_each_loop_has_its_own_and_the_last_is_kept() -> None:
+    loop = asyncio.get_running_loop()
+    assert deadlines_of(loop) is deadlines_of(loop)
+    other = asyncio.new_event_loop()
+    try:
+        theirs = deadlines_of(other)
+        assert theirs.loop is other and deadlines_of(loop).loop is loop
+    finally:
+        other.close()
