@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
 from cbv.callout.deadlines import GRID, SWEEP_ABOVE, Deadlines, deadlines_of
-
-
-def _counting_call_at(monkeypatch: pytest.MonkeyPatch, loop: asyncio.AbstractEventLoop
-                      ) -> list[float]:
-    armed: list[float] = []
-    call_at = loop.call_at
-
-    def counting(when: float, callback: Any, *args: Any, **context: Any) -> asyncio.TimerHandle:
-        armed.append(when)
-        return call_at(when, callback, *args, **context)
-
-    monkeypatch.setattr(loop, "call_at", counting)
-    return armed
+from tests.callout.loop_timers import counting_call_at
 
 
 async def test_callbacks_are_called_in_due_order_after_their_due_time() -> None:
@@ -45,7 +32,7 @@ async def test_callbacks_are_called_in_due_order_after_their_due_time() -> None:
 async def test_a_thousand_sessions_share_one_asyncio_timer(
         monkeypatch: pytest.MonkeyPatch) -> None:
     loop = asyncio.get_running_loop()
-    armed = _counting_call_at(monkeypatch, loop)
+    armed = counting_call_at(monkeypatch, loop)
     heap = Deadlines(loop)
     now = loop.time()
     numbers = [heap.arm(now + 30.0 + i / 1000, lambda: None) for i in range(1000)]

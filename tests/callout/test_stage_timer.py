@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
 from cbv.callout.stage_timer import StageTimer
+from tests.callout.loop_timers import counting_call_at
 
 
 async def test_a_stage_past_its_time_raises_timeout_and_leaves_the_task_uncancelled() -> None:
@@ -21,15 +21,7 @@ async def test_a_stage_past_its_time_raises_timeout_and_leaves_the_task_uncancel
 
 
 async def test_stages_due_ever_later_arm_one_timer(monkeypatch: pytest.MonkeyPatch) -> None:
-    loop = asyncio.get_running_loop()
-    armed: list[float] = []
-    call_at = loop.call_at
-
-    def counting(when: float, callback: Any, *args: Any, **context: Any) -> asyncio.TimerHandle:
-        armed.append(when)
-        return call_at(when, callback, *args, **context)
-
-    monkeypatch.setattr(loop, "call_at", counting)
+    armed = counting_call_at(monkeypatch, asyncio.get_running_loop())
     timer = StageTimer()
     for _ in range(10):
         with timer.stage(30.0):
