@@ -49,16 +49,15 @@ class Sizes:
 DEFAULT = Sizes(small=100, big=500, concurrency=100)
 
 
-def scale_of(domains: int, sizes: Sizes) -> Scale:
+def scale_of(domains: int, concurrency: int) -> Scale:
     return Scale(domains=domains, per_domain=FULL.per_domain, hosts=FULL.hosts,
-                 concurrency=sizes.concurrency, py3ve=0, in_flight=0)
+                 concurrency=concurrency, py3ve=0, in_flight=0)
 
 
 def child(argv: list[str]) -> int:
     """One measurement, run under valgrind: prints how many callouts it made."""
     what, port, nameserver, domains, concurrency = argv
-    sizes = Sizes(small=0, big=0, concurrency=int(concurrency))
-    scale = scale_of(int(domains), sizes)
+    scale = scale_of(int(domains), int(concurrency))
     read_suffix_list()  # as the daemon does as it starts
     if what == "floor":
         result = measure_floor(scale, int(port))
@@ -104,7 +103,8 @@ def run(sources: Sequence[Path], sizes: Sizes, log: Callable[[str], None] = prin
     from each other tree, by its path."""
     farm = FarmProcess([host_ip(h) for h in range(FULL.hosts)], (0,), CHILD_TIMEOUT * 8)
     try:
-        dns = Helper("fake-dns", dns_main, scale_of(sizes.big, sizes), CHILD_TIMEOUT * 8)
+        dns = Helper("fake-dns", dns_main, scale_of(sizes.big, sizes.concurrency),
+                     CHILD_TIMEOUT * 8)
     except BaseException:
         farm.stop()
         raise

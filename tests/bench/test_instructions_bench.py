@@ -51,7 +51,7 @@ def test_sizes_that_measure_nothing_are_refused_in_one_line(
 def farm_and_dns() -> Iterator[tuple[int, str]]:
     farm = FarmProcess([host_ip(h) for h in range(FULL.hosts)], (0,), 600)
     try:
-        dns = Helper("fake-dns", dns_main, scale_of(TINY.big, TINY), 600)
+        dns = Helper("fake-dns", dns_main, scale_of(TINY.big, TINY.concurrency), 600)
         try:
             yield farm.port, dns.info["nameserver"]
         finally:

@@ -78,8 +78,9 @@ class Deadlines:
             self._arm_loop(heap[0][0])
 
     def _sweep(self) -> None:
+        """In place: a callback re-arming while `_fire` walks the heap may sweep it."""
         callbacks = self._callbacks
-        self._heap = [entry for entry in self._heap if entry[1] in callbacks]
+        self._heap[:] = [entry for entry in self._heap if entry[1] in callbacks]
         heapq.heapify(self._heap)
 
 
