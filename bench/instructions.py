@@ -173,10 +173,19 @@ def main(argv: list[str]) -> int:
         print("bench instructions: valgrind is not installed (apt-get install valgrind)",
               file=sys.stderr)
         return 2
+    for tree in args.src:
+        if not (tree / "cbv" / "__init__.py").is_file():
+            print(f"bench instructions: {tree} is not a source tree (no cbv/__init__.py)",
+                  file=sys.stderr)
+            return 2
     sizes = Sizes(args.small, args.big, args.concurrency)
     sources = [REPO / "src", *(path.resolve() for path in args.src)]
     started = time.perf_counter()
-    found = run(sources, sizes)
+    try:
+        found = run(sources, sizes)
+    except RuntimeError as exc:  # a measurement failed: its last line says why
+        print(f"bench instructions: {exc}", file=sys.stderr)
+        return 1
     elapsed = time.perf_counter() - started
     section = report(found, sizes, " ".join(["python -m bench instructions", *argv]), elapsed)
     print()

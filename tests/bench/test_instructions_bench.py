@@ -40,7 +40,8 @@ def test_without_valgrind_it_says_so_in_one_line(
         "bench instructions: valgrind is not installed (apt-get install valgrind)"]
 
 
-@pytest.mark.parametrize("sizes", [["--small", "5", "--big", "5"], ["--big", "5000"]])
+@pytest.mark.parametrize("sizes", [["--small", "5", "--big", "5"], ["--big", "5000"],
+                                   ["--src", "/nonexistent/tree"]])
 def test_sizes_that_measure_nothing_are_refused_in_one_line(
         sizes: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*sizes, "--no-docs"]) == 2
