@@ -131,6 +131,9 @@ async def test_cache_lookup_and_forgetting(start: Any) -> None:
     assert bad.json()["message"].startswith("not an address (")
     assert (await client.delete("/v1/cache/not%20an%20address")).json() == {
         "address": "not an address", "deleted": 0}
+    newline = await client.get("/v1/cache/%0A")  # reaches the handler empty
+    assert (newline.status_code, newline.json()["error"]) == (404, "not_found")
+    assert (await client.delete("/v1/cache/%0A")).json() == {"address": "", "deleted": 0}
 
 
 async def test_health_and_metrics(start: Any) -> None:
