@@ -3,15 +3,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 
 import pytest
 import uvloop
 
-from cbv.servers.event_loop import LoopFactory
+from cbv.servers.event_loop import LoopFactory, new_asyncio_loop
 
-LOOPS: Mapping[str, LoopFactory] = {"asyncio": asyncio.new_event_loop,
+LOOPS: Mapping[str, LoopFactory] = {"asyncio": new_asyncio_loop,
                                     "uvloop": uvloop.new_event_loop}
 
 

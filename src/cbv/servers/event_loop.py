@@ -5,24 +5,75 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import math
+import select
+import selectors
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from cbv.config import ConfigError
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
+# Ready sockets one turn of asyncio's loop takes at most. Its epoll selector hands over
+# every ready socket at once, and the loop runs a callback for each before any timer:
+# 10,000 requests or replies arriving together held the loop for a quarter of a second
+# (docs/benchmarks.md). The rest stay ready and come in the next turns.
+READY_PER_TURN = 256
+
+
+class BoundedEpollSelector(selectors.EpollSelector):
+    """asyncio's epoll selector, asking the kernel for READY_PER_TURN sockets at most.
+
+    epoll is level-triggered here, and the kernel puts a socket it reported back at the
+    end of its ready list: sockets left over come first in the next turn, none waits for
+    ever."""
+
+    if TYPE_CHECKING:  # the stdlib's own, which typeshed leaves out
+        _selector: select.epoll
+
+        def _key_from_fd(self, fd: int) -> selectors.SelectorKey | None: ...
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout is None:
+            wait = -1.0
+        elif timeout <= 0:
+            wait = 0.0
+        else:  # epoll waits in milliseconds: at least `timeout`, as the stdlib rounds
+            wait = math.ceil(timeout * 1e3) * 1e-3
+        try:
+            fd_events = self._selector.poll(wait, READY_PER_TURN)
+        except InterruptedError:
+            return []
+        ready = []
+        for fd, event in fd_events:
+            key = self._key_from_fd(fd)
+            if key is not None:
+                events = 0
+                if event & ~select.EPOLLIN:
+                    events |= selectors.EVENT_WRITE
+                if event & ~select.EPOLLOUT:
+                    events |= selectors.EVENT_READ
+                ready.append((key, events & key.events))
+        return ready
+
+
+def new_asyncio_loop() -> asyncio.AbstractEventLoop:
+    """asyncio's own loop, taking at most READY_PER_TURN ready sockets a turn."""
+    return asyncio.SelectorEventLoop(BoundedEpollSelector())
+
 
 def loop_factory(choice: str) -> LoopFactory:
     """"auto", "asyncio" or "uvloop" (validated by the config) to what makes that loop."""
     if choice == "asyncio":
-        return asyncio.new_event_loop
+        return new_asyncio_loop
     try:
         uvloop = importlib.import_module("uvloop")
     except ImportError:
         if choice == "uvloop":
             raise ConfigError("[server] event_loop = \"uvloop\", but uvloop is not installed "
                               "(pip install 'cbv[speed]')") from None
-        return asyncio.new_event_loop
+        return new_asyncio_loop
     factory: LoopFactory = uvloop.new_event_loop
     return factory
 
