@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
+from functools import partial
 
 import pytest
 
-from cbv.callout.deadlines import GRID, SWEEP_ABOVE, Deadlines, deadlines_of
+from cbv.callout.deadlines import FIRED_PER_TURN, GRID, SWEEP_ABOVE, Deadlines, deadlines_of
 from tests.callout.loop_timers import counting_call_at
 
 
@@ -26,6 +28,39 @@ async def test_callbacks_are_called_in_due_order_after_their_due_time() -> None:
     await done
     assert [name for name, _ in called] == ["first", "second", "third"]
     assert all(0 <= late <= GRID + 0.05 for _, late in called)
+    assert len(heap) == 0
+
+
+async def test_dues_that_fall_together_are_called_a_turn_s_worth_at_a_time() -> None:
+    """Sessions that came in together time out together; woken all in one turn, they held
+    the loop for it."""
+    loop = asyncio.get_running_loop()
+    heap = Deadlines(loop)
+    turn = 0
+    called_in_turn: Counter[int] = Counter()
+    order: list[int] = []
+    done: asyncio.Future[None] = loop.create_future()
+    count = 3 * FIRED_PER_TURN + 5
+
+    def next_turn() -> None:
+        nonlocal turn
+        turn += 1
+        if not done.done():
+            loop.call_soon(next_turn)
+
+    def calling(index: int) -> None:
+        called_in_turn[turn] += 1
+        order.append(index)
+        if len(order) == count:
+            done.set_result(None)
+
+    now = loop.time()
+    for index in range(count):
+        heap.arm(now + 0.001 + index / 1e6, partial(calling, index))
+    loop.call_soon(next_turn)
+    await done
+    assert sorted(called_in_turn.values(), reverse=True) == [FIRED_PER_TURN] * 3 + [5]
+    assert order == list(range(count))
     assert len(heap) == 0
 
 
