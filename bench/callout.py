@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import importlib.util
 import os
@@ -35,7 +36,7 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -59,7 +60,7 @@ from bench.mx_farm import FarmProcess, mailbox_exists
 from cbv.config import Config, config_from_dict
 from cbv.engine.assembly import assemble
 from cbv.engine.verifier import Verifier
-from cbv.gc_tuning import tune_for_many_connections
+from cbv.gc_tuning import collect_on_a_clock, tune_for_many_connections
 from cbv.model import Verdict
 from cbv.providers import read_suffix_list
 from cbv.servers.event_loop import READY_PER_TURN, loop_factory
@@ -239,7 +240,8 @@ async def _floor_session(ip: str, port: int, address: str) -> int:
         writer.close()
 
 
-async def _floor(pairs: Sequence[tuple[str, str]], port: int, concurrency: int) -> Counter[str]:
+async def _floor(pairs: Sequence[tuple[str, str]], port: int, concurrency: int,
+                 gc_clock: bool) -> Counter[str]:
     codes: Counter[str] = Counter()
     todo = iter(pairs)
 
@@ -250,18 +252,35 @@ async def _floor(pairs: Sequence[tuple[str, str]], port: int, concurrency: int) 
             except (OSError, ValueError) as exc:
                 codes[type(exc).__name__] += 1
 
-    async with asyncio.timeout(RUN_LIMIT):
+    async with asyncio.timeout(RUN_LIMIT), _collecting_as_the_daemon(gc_clock):
         await asyncio.gather(*(worker() for _ in range(min(concurrency, len(pairs)))))
     return codes
 
 
-def measure_floor(scale: Scale, port: int) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def _collecting_as_the_daemon(gc_clock: bool = True) -> AsyncIterator[None]:
+    """The collector's clock the daemon runs (`cbv.gc_tuning`), for the floor and cbv
+    alike. `bench instructions` goes without it: under valgrind a program runs some 50
+    times slower, so a clock in seconds would collect 50 times as often per callout."""
+    if not gc_clock:
+        yield
+        return
+    clock = asyncio.create_task(collect_on_a_clock())
+    try:
+        yield
+    finally:
+        clock.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await clock
+
+
+def measure_floor(scale: Scale, port: int, gc_clock: bool = True) -> dict[str, Any]:
     items = _prepare(scale)
     pairs = [(item.farm_ip(scale.hosts), item.address) for item in items]
     tune_for_many_connections()  # as cbv's are: the collector's share is compared like for like
 
     def run() -> dict[str, Any]:
-        return {"outcomes": dict(asyncio.run(_floor(pairs, port, scale.concurrency)))}
+        return {"outcomes": dict(asyncio.run(_floor(pairs, port, scale.concurrency, gc_clock)))}
 
     result = _measured(run)
     result["addresses"] = len(items)
@@ -314,7 +333,7 @@ def _tally(items: Sequence[Item], verdicts: Sequence[Verdict]) -> dict[str, Any]
 
 
 def measure_cbv(scale: Scale, nameserver: str, port: int, mode: str,
-                loop: str = "asyncio") -> dict[str, Any]:
+                loop: str = "asyncio", gc_clock: bool = True) -> dict[str, Any]:
     """mode: "many" (verify_many), "each" (verify() per address), "each-mx" (verify() per
     address on the MX domains only: every address one SMTP session, like the floor's);
     loop: "asyncio" or "uvloop"."""
@@ -327,7 +346,8 @@ def measure_cbv(scale: Scale, nameserver: str, port: int, mode: str,
     tune_for_many_connections()  # as the `cbv` command does
 
     async def verify() -> list[Verdict]:
-        async with asyncio.timeout(RUN_LIMIT), Verifier(assemble(config)) as verifier:
+        async with (asyncio.timeout(RUN_LIMIT), _collecting_as_the_daemon(gc_clock),
+                    Verifier(assemble(config)) as verifier):
             if mode != "many":
                 return await _verify_each(verifier, addresses, scale.concurrency)
             return await verifier.verify_many(addresses)
@@ -385,7 +405,8 @@ def measure_slow(scale: Scale, nameserver: str, port: int, loop: str = "asyncio"
 
         sampler = asyncio.create_task(sample())
         try:
-            async with asyncio.timeout(RUN_LIMIT), Verifier(assemble(config)) as verifier:
+            async with (asyncio.timeout(RUN_LIMIT), _collecting_as_the_daemon(),
+                        Verifier(assemble(config)) as verifier):
                 return await _arrive(verifier, [i.address for i in items])
         finally:
             sampler.cancel()
@@ -728,8 +749,9 @@ def report(results: dict[str, Any], scale: Scale, command: str, elapsed: float) 
         "loop takes in a turn), so that all are in flight together.",
         "- cbv runs with `cache.url = \"memory://\"` and its `limits` raised so that they never "
         "bind (they spare real MX hosts: 5 sessions per host by default); their code still runs. "
-        "cbv and the floor both tune the garbage collector as the `cbv` command does "
-        "(`cbv.gc_tuning`), so the collector's share is compared like for like.",
+        "cbv and the floor both tune the garbage collector as the `cbv` command does, and "
+        "collect young objects on the daemon's clock (`cbv.gc_tuning`), so the collector's "
+        "share is compared like for like.",
         "- The farm and the fake DNS run in processes of their own; each measurement runs in a "
         "fresh process and reports its CPU time (user + system), the part of it spent in "
         "Python's garbage collector (\"of which GC\") and its peak RSS (VmHWM). \"farm / DNS "

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from cbv.config import Config, ConfigError, LogConfig, ServerConfig, config_source, load_config
 from cbv.endpoint import Endpoint
-from cbv.gc_tuning import tune_for_many_connections
+from cbv.gc_tuning import collect_on_a_clock, tune_for_many_connections
 from cbv.providers import read_suffix_list
 from cbv.servers.connection import ConnectionTracker
 from cbv.servers.event_loop import loop_name
@@ -125,6 +125,7 @@ class Daemon:
         await self.start()
         gc.collect()  # what start-up left over, before what it built is frozen for good
         tune_for_many_connections()
+        self._spawn(collect_on_a_clock())
         loop = asyncio.get_running_loop()
         for stop_signal in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(stop_signal, self._stopping.set)
