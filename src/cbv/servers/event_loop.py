@@ -8,6 +8,7 @@ import importlib
 import math
 import select
 import selectors
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -22,45 +23,49 @@ LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 READY_PER_TURN = 256
 
 
-class BoundedEpollSelector(selectors.EpollSelector):
-    """asyncio's epoll selector, asking the kernel for READY_PER_TURN sockets at most.
+if sys.platform == "linux":  # epoll; elsewhere asyncio's loop is left as it is
 
-    epoll is level-triggered here, and the kernel puts a socket it reported back at the
-    end of its ready list: sockets left over come first in the next turn, none waits for
-    ever."""
+    class BoundedEpollSelector(selectors.EpollSelector):
+        """asyncio's epoll selector, asking the kernel for READY_PER_TURN sockets at most.
 
-    if TYPE_CHECKING:  # the stdlib's own, which typeshed leaves out
-        _selector: select.epoll
+        epoll is level-triggered here, and the kernel puts a socket it reported back at the
+        end of its ready list: sockets left over come first in the next turn, none waits for
+        ever."""
 
-        def _key_from_fd(self, fd: int) -> selectors.SelectorKey | None: ...
+        if TYPE_CHECKING:  # the stdlib's own, which typeshed leaves out
+            _selector: select.epoll
 
-    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        if timeout is None:
-            wait = -1.0
-        elif timeout <= 0:
-            wait = 0.0
-        else:  # epoll waits in milliseconds: at least `timeout`, as the stdlib rounds
-            wait = math.ceil(timeout * 1e3) * 1e-3
-        try:
-            fd_events = self._selector.poll(wait, READY_PER_TURN)
-        except InterruptedError:
-            return []
-        ready = []
-        for fd, event in fd_events:
-            key = self._key_from_fd(fd)
-            if key is not None:
-                events = 0
-                if event & ~select.EPOLLIN:
-                    events |= selectors.EVENT_WRITE
-                if event & ~select.EPOLLOUT:
-                    events |= selectors.EVENT_READ
-                ready.append((key, events & key.events))
-        return ready
+            def _key_from_fd(self, fd: int) -> selectors.SelectorKey | None: ...
+
+        def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+            if timeout is None:
+                wait = -1.0
+            elif timeout <= 0:
+                wait = 0.0
+            else:  # epoll waits in milliseconds: at least `timeout`, as the stdlib rounds
+                wait = math.ceil(timeout * 1e3) * 1e-3
+            try:
+                fd_events = self._selector.poll(wait, READY_PER_TURN)
+            except InterruptedError:
+                return []
+            ready = []
+            for fd, event in fd_events:
+                key = self._key_from_fd(fd)
+                if key is not None:
+                    events = 0
+                    if event & ~select.EPOLLIN:
+                        events |= selectors.EVENT_WRITE
+                    if event & ~select.EPOLLOUT:
+                        events |= selectors.EVENT_READ
+                    ready.append((key, events & key.events))
+            return ready
 
 
 def new_asyncio_loop() -> asyncio.AbstractEventLoop:
-    """asyncio's own loop, taking at most READY_PER_TURN ready sockets a turn."""
-    return asyncio.SelectorEventLoop(BoundedEpollSelector())
+    """asyncio's own loop, taking at most READY_PER_TURN ready sockets a turn on Linux."""
+    if sys.platform == "linux":
+        return asyncio.SelectorEventLoop(BoundedEpollSelector())
+    return asyncio.new_event_loop()
 
 
 def loop_factory(choice: str) -> LoopFactory:
