@@ -96,3 +96,31 @@ async def test_an_idle_process_is_looked_at_less_and_less_often(
     with pytest.raises(asyncio.CancelledError):
         await collect_on_a_clock()
     assert waits == [COLLECT_EVERY * 2**n for n in range(6)] + [IDLE_EVERY] * 3
+
+
+async def test_a_tick_after_cpython_collected_on_its_own_adds_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ticks = 0
+    collected: list[int] = []
+
+    async def sleep(seconds: float) -> None:
+        nonlocal ticks
+        ticks += 1
+        if ticks % 2:
+            real_collect(0)  # CPython's own, between two ticks
+        if ticks == 6:
+            raise asyncio.CancelledError
+
+    def collect(generation: int = 2) -> int:
+        collected.append(generation)
+        return 0
+
+    real_collect = gc.collect
+    counts = iter(range(1_000))
+    monkeypatch.setattr(gc, "get_count", lambda: (next(counts), 0, 0))  # always changing
+    monkeypatch.setattr(gc, "collect", collect)
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    with pytest.raises(asyncio.CancelledError):
+        await collect_on_a_clock()
+    assert collected == [0, 0]  # the ticks after the 2nd and 4th sleeps; not the others
