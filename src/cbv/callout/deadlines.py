@@ -84,7 +84,7 @@ class Deadlines:
                 callback()
                 fired += 1
         if heap:
-            self._arm_loop(heap[0][0])  # one passed already: the loop calls it next turn
+            self._arm_loop(heap[0][0])  # one may be due already: called next turn, or on its grid
 
     def _sweep(self) -> None:
         """In place: a callback re-arming while `_fire` walks the heap may sweep it."""
