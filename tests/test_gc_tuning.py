@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
-import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -20,33 +19,19 @@ from cbv.gc_tuning import (
     collect_on_a_clock,
     generation_due,
 )
+from tests.collector import count_never_due, cycle_freed
 
 
-class Cycle:
-    """An object only a reference cycle keeps: the collector alone frees it."""
-
-    def __init__(self) -> None:
-        self.itself = self
-
-
-@pytest.fixture
-def count_never_due() -> Iterator[None]:
-    """Thresholds no allocation count reaches: only the clock collects."""
-    thresholds = gc.get_threshold()
-    gc.set_threshold(1_000_000_000, 1_000, 1_000)
-    try:
+@pytest.fixture(name="count_never_due")
+def count_never_due_fixture() -> Iterator[None]:
+    with count_never_due():
         yield
-    finally:
-        gc.set_threshold(*thresholds)
 
 
 @pytest.mark.usefixtures("count_never_due")
 async def test_the_clock_collects_what_the_count_would_leave() -> None:
     gc.collect()
-    freed = asyncio.Event()
-    cycle = Cycle()
-    weakref.finalize(cycle, freed.set)
-    del cycle
+    freed = cycle_freed()
     clock = asyncio.create_task(collect_on_a_clock())
     try:
         async with asyncio.timeout(5):

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import socket
 import sys
-import weakref
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from cbv.servers.event_loop import loop_name
 from cbv.servers.listen import ListenError
 from cbv.servers.logs import fields_of
 from cbv.testing import MXFarm, MXScript
+from tests.collector import count_never_due, cycle_freed
 from tests.servers.clients import (
     DOMAINS,
     PolicyClient,
@@ -198,11 +197,6 @@ async def test_the_suffix_list_is_read_before_any_listener_opens(
         await daemon.shutdown()
 
 
-class Cycle:
-    def __init__(self) -> None:
-        self.itself = self
-
-
 async def test_the_running_daemon_collects_young_objects_on_its_clock(
         world: World, farm: MXFarm) -> None:
     """Not only when CPython's allocation count says: at 10,000 callouts in flight that
@@ -211,17 +205,12 @@ async def test_the_running_daemon_collects_young_objects_on_its_clock(
     daemon = Daemon(server_config(world, farm), announce=lambda line: listening.set())
     running = asyncio.create_task(daemon.run())
     await listening.wait()
-    thresholds = gc.get_threshold()
-    gc.set_threshold(1_000_000_000, 1_000, 1_000)  # the count never makes it due
     try:
-        freed = asyncio.Event()
-        cycle = Cycle()
-        weakref.finalize(cycle, freed.set)
-        del cycle
-        async with asyncio.timeout(5):
-            await freed.wait()
+        with count_never_due():
+            freed = cycle_freed()
+            async with asyncio.timeout(5):
+                await freed.wait()
     finally:
-        gc.set_threshold(*thresholds)
         daemon.stop()
         await running
 
