@@ -115,8 +115,9 @@ def test_a_quarantined_message_lands_in_postfixs_hold_queue(
         setup.postfix.log())
     queue_id = sent.text.rpartition(" ")[2]  # "2.0.0 Ok: queued as 4F00DCAFE"
     assert queue_id in setup.postfix.held()
-    assert (f"{queue_id}: milter-hold: END-OF-MESSAGE from unknown[127.0.0.1]: milter triggers "
-            "HOLD action") in setup.postfix.log()
+    logged = (f"{queue_id}: milter-hold: END-OF-MESSAGE from unknown[127.0.0.1]: milter "
+              "triggers HOLD action")
+    assert wait_until(lambda: logged in setup.postfix.log()), setup.postfix.log()
     assert sent.message_id not in [m["Message-ID"] for m in mail_world.sink.messages]
     quarantined = setup.cbv.wait_for(lambda e: e["event"] == "quarantined"
                                      and e["queue_id"] == queue_id)
@@ -169,6 +170,6 @@ def test_a_check_policy_service_left_in_costs_warnings_but_mail_flows(
     assert sent.accepted, sent
     refused = f"warning: connect to {dead_policy}: Connection refused"
     assert wait_until(lambda: postfix.log().count(refused) >= 2), postfix.log()
+    problem = f"warning: problem talking to server {dead_policy}: Connection refused"
+    assert wait_until(lambda: problem in postfix.log()), postfix.log()
     assert postfix.log().count(refused) == 2, "two tries for the one RCPT"
-    assert f"warning: problem talking to server {dead_policy}: Connection refused" in (
-        postfix.log())

@@ -95,8 +95,8 @@ def test_mail_from_a_non_existent_sender_is_refused_with_cbvs_text(
     assert (sent.stage, sent.code) == ("rcpt", 550), sent
     assert sent.text == (f"{rejected}: undeliverable address "
                          f"(mailbox_unknown; {MX_SAID})"), sent.text
-    assert f"NOQUEUE: reject: RCPT from unknown[127.0.0.1]: 550 {sent.text}" in (
-        setup.postfix.log())
+    logged = f"NOQUEUE: reject: RCPT from unknown[127.0.0.1]: 550 {sent.text}"
+    assert wait_until(lambda: logged in setup.postfix.log()), setup.postfix.log()
 
 
 @both_lists
