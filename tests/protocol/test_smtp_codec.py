@@ -113,6 +113,19 @@ def test_endless_multiline_reply_is_bounded() -> None:
         parser.feed(endless)
 
 
+def test_a_one_line_reply_is_bounded_by_the_reply_limit_too() -> None:
+    """One-line replies skip the multi-line bookkeeping, not the limit on a reply."""
+    parser = ReplyParser(max_line=4096, max_reply_bytes=100)
+    assert parser.feed(b"250 " + b"x" * 96 + b"\r\n")[0].lines == ("x" * 96,)
+    with pytest.raises(ReplyError, match="too long"):
+        parser.feed(b"250 " + b"x" * 97 + b"\r\n")
+
+
+def test_a_parser_allowing_no_line_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least one line"):
+        ReplyParser(max_lines=0)
+
+
 def test_good_replies_before_garbage_are_delivered_first() -> None:
     parser = ReplyParser()
     assert parser.feed(b"220 go ahead\r\n\x16\x03garbage\r\n")[0].code == 220
