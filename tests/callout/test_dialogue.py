@@ -45,10 +45,11 @@ def run(dialogue: Dialogue, server: Callable[[bytes], Reply]) -> list[str]:
         if not action.data:
             action = steps.send([server(b"")])
             continue
-        replies = []
+        replies: list[Reply] = []
         for line in action.lines():
             sent.append(line.decode().strip())
-            replies.append(server(line))
+            if len(replies) < len(action.stages):  # a QUIT that goes last is answered later
+                replies.append(server(line))
         action = steps.send(replies)
     return sent
 
@@ -89,10 +90,58 @@ def test_pipelining_batches_the_transaction() -> None:
     server = simple_server({}, ehlo=EHLO_PIPELINING)
     while not isinstance(action, Quit):
         assert isinstance(action, Send)
-        batches.append(len(action.lines()))
-        action = steps.send([server(line) for line in action.lines()] or [server(b"")])
-    assert batches == [0, 1, 3]
+        lines = action.lines()
+        batches.append(len(lines))
+        action = steps.send([server(line) for line in lines[:len(action.stages)]]
+                            or [server(b"")])
+    assert batches == [0, 1, 4]  # MAIL, the probe's RCPT, alice's RCPT and QUIT
+    assert lines[-1] == b"QUIT\r\n" and action.said
     assert dialogue.outcomes[alice].reason is Reason.MAILBOX_UNKNOWN
+
+
+def test_quit_goes_with_the_last_transaction_only() -> None:
+    alice, bob = parse_address("alice@x.test"), parse_address("bob@x.test")
+    dialogue = Dialogue(settings(starttls=False, probe_local_part=None), [alice, bob])
+    sent = run(dialogue, simple_server({"alice@x.test": Reply(250, ("ok",))},
+                                       ehlo=EHLO_PIPELINING))
+    assert sent == ["EHLO v.test", "MAIL FROM:<>", "RCPT TO:<alice@x.test>",
+                    "RSET", "MAIL FROM:<>", "RCPT TO:<bob@x.test>", "QUIT"]
+    assert [dialogue.outcomes[a].reason for a in (alice, bob)] == [Reason.ACCEPTED,
+                                                                  Reason.MAILBOX_UNKNOWN]
+    assert not dialogue.unfinished
+
+
+def test_a_probe_sent_alone_is_not_followed_by_quit() -> None:
+    alice = parse_address("alice@x.test")
+    dialogue = Dialogue(settings(starttls=False, one_recipient_per_transaction=True), [alice])
+    sent = run(dialogue, simple_server({"alice@x.test": Reply(250, ("ok",))},
+                                       ehlo=EHLO_PIPELINING))
+    assert sent[1:] == ["MAIL FROM:<>", "RCPT TO:<probe123@x.test>",
+                        "RSET", "MAIL FROM:<>", "RCPT TO:<alice@x.test>", "QUIT"]
+    assert dialogue.outcomes[alice].reason is Reason.ACCEPTED
+
+
+@pytest.mark.parametrize("refused_at", ["MAIL", "RCPT"])
+def test_a_sender_refused_behind_a_pipelined_quit_leaves_the_session_unfinished(
+    refused_at: str,
+) -> None:
+    """QUIT is gone: the next sender is for the runner's next session to this host."""
+    alice = parse_address("alice@x.test")
+    refusal = Reply(550, ("5.7.1 null sender not accepted",))
+
+    def server(line: bytes) -> Reply:
+        text = line.decode().strip()
+        if text == "MAIL FROM:<>" and refused_at == "MAIL":
+            return refusal
+        if text.startswith("RCPT") and refused_at == "RCPT":
+            return refusal
+        return simple_server({}, ehlo=EHLO_PIPELINING)(line)
+
+    dialogue = Dialogue(settings(starttls=False, probe_local_part=None), [alice])
+    sent = run(dialogue, server)
+    assert sent[1:] == ["MAIL FROM:<>", "RCPT TO:<alice@x.test>", "QUIT"]
+    assert dialogue.unfinished and dialogue.sender_index == 1
+    assert dialogue.undecided == [alice] and dialogue.host_failure is None
 
 
 def test_null_sender_refused_without_pipelining_stops_before_rcpt() -> None:

@@ -170,11 +170,10 @@ async def test_a_known_null_sender_refuser_gets_the_fallback_sender_first(setup:
         second = await verifier.verify(BOB)
     fallback = verifier.senders[1]
     assert first.sender == second.sender == fallback
-    first_session, second_session = setup.mx.log
-    assert [c for c in first_session.commands if c.startswith("MAIL")] == [
-        "MAIL FROM:<>", f"MAIL FROM:<{fallback}>"]
-    assert [c for c in second_session.commands if c.startswith("MAIL")] == [
-        f"MAIL FROM:<{fallback}>"]
+    # ALICE's first session pipelined QUIT behind the refused null sender: her fallback went
+    # in a second session; BOB's starts with the fallback.
+    assert [[c for c in session.commands if c.startswith("MAIL")] for session in setup.mx.log
+            ] == [["MAIL FROM:<>"], [f"MAIL FROM:<{fallback}>"], [f"MAIL FROM:<{fallback}>"]]
 
 
 @pytest.mark.parametrize(("catch_all", "recheck"), [(False, False), (True, True)])

@@ -94,9 +94,11 @@ async def test_null_sender_refused_then_fallback_accepted(world: World) -> None:
     verdict = await world.verify(ALICE)
     assert (verdict.result, verdict.reason) == (Result.PASS, Reason.ACCEPTED)
     assert verdict.sender == f"postmaster@{HELO}"
-    mails = [c for c in world.server("127.0.0.2").commands if c.startswith("MAIL")]
-    assert mails == ["MAIL FROM:<>", f"MAIL FROM:<postmaster@{HELO}>"]
-    assert world.server("127.0.0.2").connections == 1
+    # QUIT went with the first transaction (PIPELINING): the fallback gets a session of its
+    # own, on the same host, and the domain is known to refuse the null sender from then on.
+    assert [[c for c in session.commands if c.startswith("MAIL")]
+            for session in world.server("127.0.0.2").log] == [
+        ["MAIL FROM:<>"], [f"MAIL FROM:<postmaster@{HELO}>"]]
 
 
 async def test_every_sender_refused(world: World) -> None:
@@ -107,12 +109,12 @@ async def test_every_sender_refused(world: World) -> None:
                                                                Reason.SENDER_REJECTED, Stage.MAIL)
     assert verdict.smtp_cbv_result == "pass"
     mx = world.server("127.0.0.2")
-    # Both senders tried on one connection; the RCPTs pipelined behind each refused MAIL
-    # are answered "need MAIL" and decide nothing.
-    assert [c for c in mx.commands if c.startswith("MAIL")] == [
-        "MAIL FROM:<>", f"MAIL FROM:<postmaster@{HELO}>"]
-    assert mx.commands[-1] == "QUIT"
-    assert mx.connections == 1
+    # Each sender tried in a session of its own (QUIT went with each transaction); the RCPTs
+    # pipelined behind each refused MAIL are answered "need MAIL" and decide nothing.
+    assert [[c for c in session.commands if c.startswith("MAIL")] for session in mx.log] == [
+        ["MAIL FROM:<>"], [f"MAIL FROM:<postmaster@{HELO}>"]]
+    assert all(session.commands[-1] == "QUIT" and session.commands.count("QUIT") == 1
+               for session in mx.log)
 
 
 async def test_first_mx_dead_second_answers(world: World) -> None:
@@ -122,6 +124,21 @@ async def test_first_mx_dead_second_answers(world: World) -> None:
     verdict = await world.verify(ALICE)
     assert (verdict.result, verdict.reason, verdict.mx) == (Result.PASS, Reason.ACCEPTED,
                                                             "mx2.example.test")
+
+
+async def test_the_fallback_sender_after_a_pipelined_quit_goes_to_the_same_host(
+    world: World,
+) -> None:
+    """A session left unfinished by the null sender's refusal is not the host's failure:
+    the fallback sender goes back to it, and the next mail exchanger is never dialled."""
+    refuse_null = [("", Reply(550, "5.7.1 <>: null sender not accepted here"))]
+    await world.mx("example.test", {"127.0.0.2": MXScript(mail=refuse_null, rcpt=KNOWN),
+                                    "127.0.0.3": MXScript(rcpt=KNOWN)}, prefs=[5, 50])
+    verdict = await world.verify(ALICE)
+    assert (verdict.result, verdict.mx, verdict.sender) == (
+        Result.PASS, "mx1.example.test", f"postmaster@{HELO}")
+    assert world.server("127.0.0.2").connections == 2
+    assert world.server("127.0.0.3").connections == 0
 
 
 async def test_mx_order_follows_preference_not_listing(world: World) -> None:

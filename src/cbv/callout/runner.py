@@ -257,7 +257,7 @@ class CalloutRunner:
             dialogue = Dialogue(
                 self._settings(target, use_tls, known, sessions, senders, egress), pending,
                 sessions.sender_index,
-                catch_all=known.catch_all,
+                catch_all=known.catch_all if known.catch_all is not None else sessions.catch_all,
             )
             async with self._admission.admit(target, egress.name) as admission:
                 denial = admission.denial
@@ -281,7 +281,8 @@ class CalloutRunner:
                     await admission.session_over(refusal_of(dialogue), answered(dialogue))
             self._observe(sessions, dialogue, target, egress, admitted=denial is None)
             still = dialogue.undecided
-            if dialogue.host_failure is not None or len(still) == len(pending):
+            if dialogue.host_failure is not None or (len(still) == len(pending)
+                                                     and not dialogue.unfinished):
                 if dialogue.host_failure is not None:
                     last_failure = _Decided(dialogue.host_failure, target)
                 index += 1
@@ -368,7 +369,7 @@ class CalloutRunner:
         senders: tuple[str, ...], egress: Egress,
     ) -> SessionSettings:
         config = self._config
-        probe = config.detect_catch_all and known.catch_all is None
+        probe = config.detect_catch_all and known.catch_all is None and sessions.catch_all is None
         vrfy = config.try_vrfy_first is not False and known.vrfy_useful is not False
         return SessionSettings(
             helo_name=egress.helo_name,

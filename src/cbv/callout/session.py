@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from cbv.callout.client_protocol import SmtpClientProtocol
 from cbv.callout.connector import Connector, EgressFailed
 from cbv.callout.dialogue import (
+    QUIT,
     ConnectionLost,
     Dialogue,
     Quit,
@@ -21,10 +22,9 @@ from cbv.callout.plan import Target
 from cbv.callout.stage_timer import StageTimer
 from cbv.egress.table import Egress
 from cbv.model import Reason, Stage, TranscriptLine
-from cbv.protocol.smtp import Reply, ReplyError, encode_command
+from cbv.protocol.smtp import Reply, ReplyError
 
 QUIT_WAIT = 1.0
-QUIT = encode_command("QUIT")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +134,10 @@ async def run_session(
             del replies
         # The QUIT wait in this frame, not a coroutine of its own per callout.
         try:
-            if log:
-                log.sent(QUIT)
-            connection.write(QUIT)
+            if not action.said:
+                if log:
+                    log.sent(QUIT)
+                connection.write(QUIT)
             if not connection.has_reply:
                 with timer.stage(min(QUIT_WAIT, _budget(QUIT_WAIT, deadline))):
                     await connection.arrival()
