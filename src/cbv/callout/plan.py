@@ -5,15 +5,17 @@ from __future__ import annotations
 import functools
 import ipaddress
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cbv.callout.dialogue import Outcome
 from cbv.callout.networks import TargetPolicy
 from cbv.config import CalloutConfig
-from cbv.dns.resolver import AddressAnswer, DnsStatus, Resolver
+from cbv.dns.resolver import AddressAnswer, DnsStatus, MxAnswer, MxRecord, Resolver
 from cbv.model import Reason, Stage
 
 ADDRESSES_PER_HOST = 2  # the first IPv4 and the first IPv6 address of each host
+PLANS_REMEMBERED = 4096  # domains whose plan is kept while their DNS answers are
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,20 @@ def _is_ip_literal(host: str) -> bool:
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """A plan, with the cached DNS answers it was made from."""
+
+    mx: MxAnswer
+    hosts: tuple[tuple[str, AddressAnswer], ...]
+    plan: Plan
+
+
+def _distinct_preferences(records: Sequence[MxRecord]) -> bool:
+    """Hosts of equal preference are tried in a random order, made afresh per callout."""
+    return len({record.preference for record in records}) == len(records)
+
+
 def _pick_addresses(answer: AddressAnswer) -> list[str]:
     picked: list[str] = []
     for family in (4, 6):
@@ -59,6 +75,22 @@ class Planner:
         self._config = config
         self._resolver = resolver
         self._policy = policy
+        self._plans: dict[str, _Planned] = {}
+
+    def known(self, domain: str) -> Plan | None:
+        """The plan `plan(domain)` made last, while every DNS answer it was made from is
+        still the one the resolver's cache holds: most callouts go to domains called out
+        to before, and their plan is the same until a TTL runs out. None otherwise."""
+        planned = self._plans.get(domain)
+        if planned is None:
+            return None
+        resolver = self._resolver
+        if resolver.cached_mx(domain) is not planned.mx:
+            return None
+        for host, answer in planned.hosts:
+            if resolver.cached_addresses(host) is not answer:
+                return None
+        return planned.plan
 
     async def plan(self, domain: str, literal_ip: str | None = None) -> Plan:
         """`domain` is the one whose mail exchangers are asked (after `map`)."""
@@ -84,7 +116,26 @@ class Planner:
         hosts = []
         for record in records[: self._config.max_mx_hosts]:  # no cell per callout for `port`
             hosts.append((record.exchange, port))
-        return await self._plan_hosts(hosts)
+        plan = await self._plan_hosts(hosts)
+        if plan.failure is None and _distinct_preferences(records):
+            self._remember(domain, answer, [host for host, _ in hosts], plan)
+        return plan
+
+    def _remember(self, domain: str, answer: MxAnswer, hosts: list[str], plan: Plan) -> None:
+        """Only what the cache holds now: a plan remembered with an answer the cache no
+        longer has would never be used."""
+        resolver = self._resolver
+        if resolver.cached_mx(domain) is not answer:
+            return
+        held = []
+        for host in hosts:
+            cached = resolver.cached_addresses(host)
+            if cached is None:  # an IP literal, or an answer not kept
+                return
+            held.append((host, cached))
+        if domain not in self._plans and len(self._plans) >= PLANS_REMEMBERED:
+            del self._plans[next(iter(self._plans))]  # the oldest
+        self._plans[domain] = _Planned(answer, tuple(held), plan)
 
     async def _plan_hosts(self, hosts: list[tuple[str, int]], implicit: bool = False) -> Plan:
         answers = await self._host_addresses([host for host, _ in hosts])

@@ -230,7 +230,9 @@ class CalloutRunner:
         lines: list[TranscriptLine] | None = [] if transcript else None
         first = addresses[0]
         domain = self.mx_domain(first)
-        plan = await self._planner.plan(domain, first.literal_ip)
+        plan = self._planner.known(domain) if first.literal_ip is None else None
+        if plan is None:
+            plan = await self._planner.plan(domain, first.literal_ip)
         await self._pacer.take_turn()  # connects over several turns when answers come together
         if plan.failure is not None:
             failed = _Sessions(dict.fromkeys(addresses, _Decided(plan.failure, None)))

@@ -64,6 +64,15 @@ class Resolver(Protocol):
         side by side."""
         ...
 
+    def cached_mx(self, domain: str) -> MxAnswer | None:
+        """The answer `mx(domain)` would give from the cache, without asking; None when it
+        is not there (never cached, or its TTL ran out). The same object until then."""
+        ...
+
+    def cached_addresses(self, host: str) -> AddressAnswer | None:
+        """As `cached_mx`, for a host's addresses."""
+        ...
+
 
 Answer = TypeVar("Answer", MxAnswer, AddressAnswer)
 Clock = Callable[[], float]
@@ -188,6 +197,12 @@ class DnspythonResolver:
 
     async def mx(self, domain: str) -> MxAnswer:
         return await self._mx_cache.get(domain, self._query_mx)
+
+    def cached_mx(self, domain: str) -> MxAnswer | None:
+        return self._mx_cache.cached(domain)
+
+    def cached_addresses(self, host: str) -> AddressAnswer | None:
+        return self._address_cache.cached(host)
 
     async def addresses(self, host: str) -> AddressAnswer:
         return await self._address_cache.get(host, self._query_addresses)
