@@ -131,6 +131,27 @@ async def test_the_pacer_lets_a_wave_go_on_a_few_per_turn_in_order() -> None:
     ]
 
 
+async def test_a_turn_with_room_admits_without_asking_for_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On Python 3.11 asking for the running loop is a system call."""
+    pacer = TurnPacer(per_turn=3)
+    running = asyncio.get_running_loop
+    asked: list[asyncio.AbstractEventLoop] = []
+
+    def counted() -> asyncio.AbstractEventLoop:
+        asked.append(running())
+        return asked[-1]
+
+    monkeypatch.setattr(asyncio, "get_running_loop", counted)
+    assert [pacer.admit() for _ in range(3)] == [None, None, None]
+    assert len(asked) == 1  # the first, which schedules the turn
+    waiter = pacer.admit()  # the turn is full: a future, made by the loop
+    assert waiter is not None and len(asked) == 2
+    await waiter
+    assert pacer.admit() is None
+
+
 def test_a_pacer_that_outlives_its_event_loop_starts_afresh_in_the_next() -> None:
     pacer = TurnPacer(per_turn=1)
 

@@ -49,8 +49,13 @@ class TurnPacer:
     def admit(self) -> asyncio.Future[None] | None:
         """None when this turn has room; otherwise a future to await, done in a later turn.
 
-        The running loop is asked for once: on Python 3.11 each `get_running_loop()` is a
-        getpid system call, and a callout passes here and through `wake` several times."""
+        The running loop is asked for once, and not at all while this turn, scheduled on
+        it, has room: on Python 3.11 each `get_running_loop()` is a getpid system call, and
+        a callout passes here twice. (A turn left scheduled on a loop that has since
+        closed lets at most one turn's worth through before the loop is asked for.)"""
+        if self._scheduled and self._released < self._per_turn and not self._queue:
+            self._released += 1
+            return None
         loop = self._on_loop(asyncio.get_running_loop())
         if self._released < self._per_turn and not self._queue:
             self._released += 1

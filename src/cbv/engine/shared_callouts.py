@@ -83,7 +83,7 @@ class SharedCallouts:
         flight = self._flights.join(address)
         if flight is None:
             flight = self._flights.lead(address)
-            self._spawn(self._lead([address], use_cache))
+            self._spawn(self._lead([address], use_cache), flight.get_loop())
         return await flight
 
     def _lead_flight(self, address: Address, led: list[Address]) -> asyncio.Future[Verdict]:
@@ -105,8 +105,10 @@ class SharedCallouts:
         finally:
             self._refreshing.discard(address)
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
+    def _spawn(self, work: Coroutine[Any, Any, None],
+               loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """`loop`: the running one, when at hand (asking is a system call on 3.11)."""
+        task = (loop or asyncio.get_running_loop()).create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard, context=NO_VARIABLES)
 
