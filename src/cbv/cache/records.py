@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Final
 
 from cbv.config import CacheConfig
 from cbv.model import Reason, Result, Verdict
@@ -71,13 +72,13 @@ def first_line(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CachedVerdict:
     """An address record: the verdict as served from the cache, and when to renew it."""
 
-    verdict: Verdict  # cached=True, expires_at set, no transcript
-    refresh_at: float  # epoch seconds: past it, answer and refresh in the background
-    expires_at: float  # epoch seconds: past it, the record is gone
+    verdict: Final[Verdict]  # cached=True, expires_at set, no transcript
+    refresh_at: Final[float]  # epoch seconds: past it, answer and refresh in the background
+    expires_at: Final[float]  # epoch seconds: past it, the record is gone
 
     @property
     def address(self) -> str:

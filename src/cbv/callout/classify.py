@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Final
 
 from cbv.callout import evidence
 from cbv.callout.signatures import match_signature
@@ -19,10 +20,10 @@ from cbv.model import Reason
 from cbv.protocol.smtp import Reply
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Judgement:
-    reason: Reason
-    rule: str  # e.g. "enhanced:5.1.1", "text:client-blocked", "signature:microsoft-dbeb"
+    reason: Final[Reason]
+    rule: Final[str]  # e.g. "enhanced:5.1.1", "text:client-blocked", "signature:microsoft-dbeb"
 
 
 # Enhanced codes (class stripped) that decide on their own, with what they decide.

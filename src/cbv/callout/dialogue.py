@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from cbv.address import Address
 from cbv.callout.classify import (
@@ -29,7 +30,7 @@ from cbv.model import Reason, Stage
 from cbv.protocol.smtp import Reply, encode_command, parse_ehlo_extensions
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Send:
     """Write `data` (one command, or several pipelined), then return one reply for each
     of `stages`, the stage of each command in order. The banner is read with nothing
@@ -41,9 +42,9 @@ class Send:
     `quits`: QUIT ends `data` (RFC 2920 allows it last in a pipelined group); its reply
     is not one of `stages`, the driver reads it at `Quit` as if QUIT were written then."""
 
-    data: bytes
-    stages: tuple[Stage, ...]
-    quits: bool = False
+    data: Final[bytes]
+    stages: Final[tuple[Stage, ...]]
+    quits: Final[bool] = False
 
     def lines(self) -> list[bytes]:
         """Each command as written, CR LF included (no command holds CR or LF)."""
@@ -57,12 +58,12 @@ class StartTLS:
     in plain text (`starttls=False`)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Quit:
     """Say QUIT and close; the verdicts are already decided. `said`: QUIT went with the
     last transaction, only its reply is left to read."""
 
-    said: bool = False
+    said: Final[bool] = False
 
 
 Action = Send | StartTLS | Quit
@@ -91,15 +92,15 @@ def lose_connection(steps: Steps, lost: ConnectionLost) -> None:
     raise RuntimeError("the dialogue went on after its connection was lost")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
-    reason: Reason
-    stage: Stage
-    reply: Reply | None = None
-    catch_all: bool | None = None
-    sender: str | None = None
-    detail: str | None = None
-    evidence: str | None = None  # the classification rule that decided, when a reply did
+    reason: Final[Reason]
+    stage: Final[Stage]
+    reply: Final[Reply | None] = None
+    catch_all: Final[bool | None] = None
+    sender: Final[str | None] = None
+    detail: Final[str | None] = None
+    evidence: Final[str | None] = None  # the classification rule that decided, when a reply did
 
 
 def _judged(judgement: Judgement, stage: Stage, reply: Reply, catch_all: bool | None = None,
@@ -107,17 +108,17 @@ def _judged(judgement: Judgement, stage: Stage, reply: Reply, catch_all: bool | 
     return Outcome(judgement.reason, stage, reply, catch_all, sender, evidence=judgement.rule)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SessionSettings:
-    helo_name: str
-    senders: tuple[str, ...]  # "" is the null sender; tried in order when refused
-    try_vrfy: bool = False  # VRFY first, when the EHLO reply advertises it
-    force_vrfy: bool = False  # VRFY first even when not advertised
-    starttls: bool = True
-    probe_local_part: str | None = None  # catch-all probe, once per session
-    max_rcpts: int = 10
-    mx_host: str = ""  # the MX host name, for provider signatures
-    one_recipient_per_transaction: bool = False  # known: the probe needs its own transaction
+    helo_name: Final[str]
+    senders: Final[tuple[str, ...]]  # "" is the null sender; tried in order when refused
+    try_vrfy: Final[bool] = False  # VRFY first, when the EHLO reply advertises it
+    force_vrfy: Final[bool] = False  # VRFY first even when not advertised
+    starttls: Final[bool] = True
+    probe_local_part: Final[str | None] = None  # catch-all probe, once per session
+    max_rcpts: Final[int] = 10
+    mx_host: Final[str] = ""  # the MX host name, for provider signatures
+    one_recipient_per_transaction: Final[bool] = False  # known: the probe needs its own transaction
 
 
 @dataclass(slots=True)

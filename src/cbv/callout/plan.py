@@ -7,6 +7,7 @@ import ipaddress
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from cbv.callout.dialogue import Outcome
 from cbv.callout.networks import TargetPolicy
@@ -18,17 +19,17 @@ ADDRESSES_PER_HOST = 2  # the first IPv4 and the first IPv6 address of each host
 PLANS_REMEMBERED = 4096  # domains whose plan is kept while their DNS answers are
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Target:
-    host: str
-    ip: str
-    port: int
+    host: Final[str]
+    ip: Final[str]
+    port: Final[int]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Plan:
-    targets: tuple[Target, ...] = ()
-    failure: Outcome | None = None
+    targets: Final[tuple[Target, ...]] = ()
+    failure: Final[Outcome | None] = None
 
 
 def _dns_failure(reason: Reason, detail: str) -> Plan:

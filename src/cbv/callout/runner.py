@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Final
 
 from cbv.address import Address, AddressError, parse_address
 from cbv.callout.admission import AdmitEveryone, HostAdmission, answered, refusal_of
@@ -113,31 +114,31 @@ def smtp_reply(reply: Reply | None) -> SmtpReply | None:
     return SmtpReply(code=reply.code, enhanced=reply.enhanced, text=reply.text)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DomainKnowledge:
     """Facts about a domain's mail exchangers: hints going into a callout (each spares a
     command or a host) and what a callout learned. None means not known."""
 
-    catch_all: bool | None = None  # known: no probe, the verdict reports this value
-    refuses_null_sender: bool | None = None  # True: start at the fallback sender
-    vrfy_useful: bool | None = None  # False: skip VRFY even when try_vrfy_first is set
-    unreachable: bool | None = None  # learned only: every host failed to connect
-    one_recipient_per_transaction: bool | None = None  # True: the probe goes alone
+    catch_all: Final[bool | None] = None  # known: no probe, the verdict reports this value
+    refuses_null_sender: Final[bool | None] = None  # True: start at the fallback sender
+    vrfy_useful: Final[bool | None] = None  # False: skip VRFY even when try_vrfy_first is set
+    unreachable: Final[bool | None] = None  # learned only: every host failed to connect
+    one_recipient_per_transaction: Final[bool | None] = None  # True: the probe goes alone
 
 
 NOTHING_KNOWN = DomainKnowledge()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CalloutReport:
-    verdicts: dict[Address, Verdict]
-    learned: DomainKnowledge
+    verdicts: Final[dict[Address, Verdict]]
+    learned: Final[DomainKnowledge]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Decided:
-    outcome: Outcome
-    target: Target | None
+    outcome: Final[Outcome]
+    target: Final[Target | None]
 
 
 @dataclass(slots=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 if TYPE_CHECKING:  # redis-py is imported only where a Redis URL is opened
     from cbv.cache.redis_link import RedisLink
@@ -52,15 +52,15 @@ return {held[1] or '0', held[2] or '0', held[3] or '', now}
 """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Standing:
     """What is known of one MX address: refusals remembered and, while it cools, until when."""
 
-    ip: str
-    strikes: int = 0
-    until: float = 0.0  # epoch seconds; past means not cooling
-    detail: str = ""  # what the host said when it refused
-    now: float = 0.0  # the clock that decided, epoch seconds
+    ip: Final[str]
+    strikes: Final[int] = 0
+    until: Final[float] = 0.0  # epoch seconds; past means not cooling
+    detail: Final[str] = ""  # what the host said when it refused
+    now: Final[float] = 0.0  # the clock that decided, epoch seconds
 
     @property
     def cooling(self) -> bool:

@@ -15,6 +15,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import Final
 
 from cbv.callout.admission import Admission, Denial
 from cbv.callout.plan import Target
@@ -31,15 +32,15 @@ STANDING_FRESH_FOR = 0.01  # seconds: a standing older than this is read again b
 ALLOWANCES_REMEMBERED = 10_000  # targets whose budgets are kept built, not rebuilt per session
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Ticket:
     """One admission: what the session reports goes to the cooldown."""
 
-    gate: DestinationGate
-    target: Target
-    cooling_key: str
-    denial: Denial | None
-    strikes: int
+    gate: Final[DestinationGate]
+    target: Final[Target]
+    cooling_key: Final[str]
+    denial: Final[Denial | None]
+    strikes: Final[int]
 
     async def session_over(self, refusal: str | None, answered: bool) -> None:
         await self.gate.session_over(self, refusal, answered)

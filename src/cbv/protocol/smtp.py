@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Final
 
 MAX_LINE = 4096
 MAX_REPLY_BYTES = 65_536
@@ -24,10 +25,10 @@ class ReplyError(Exception):
 _UNREAD = ""  # `Reply._enhanced` before the first line was read for it
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Reply:
-    code: int
-    lines: tuple[str, ...]
+    code: Final[int]
+    lines: Final[tuple[str, ...]]
     _enhanced: str | None = field(default=_UNREAD, init=False, repr=False, compare=False)
 
     @property
@@ -38,7 +39,7 @@ class Reply:
         found = self._enhanced
         if found is _UNREAD:
             found = _enhanced_of(self.code, self.lines)
-            object.__setattr__(self, "_enhanced", found)
+            self._enhanced = found
         return found
 
     @property
