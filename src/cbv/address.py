@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from typing import Final
 
 MAX_LOCAL_PART = 64
 MAX_DOMAIN = 255
@@ -25,18 +26,19 @@ class AddressError(ValueError):
     """The address is not a valid RFC 5321 mailbox; the message says why in one line."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Address:
     """Written out and hashed once: a callout uses its address as a key a dozen times (the
     flights, the dialogue's outcomes, the verdicts, the cache), and a dataclass's own
-    hash builds a tuple each time."""
+    hash builds a tuple each time. Its fields are `Final` rather than the dataclass frozen
+    (docs/architecture.md)."""
 
-    local: str
-    domain: str  # lower-case A-labels, or an address literal such as "[192.0.2.1]"
+    local: Final[str]
+    domain: Final[str]  # lower-case A-labels, or an address literal such as "[192.0.2.1]"
     _text: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_text", f"{self.local}@{self.domain}")
+        self._text = f"{self.local}@{self.domain}"
 
     def __str__(self) -> str:
         return self._text
