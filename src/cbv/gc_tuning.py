@@ -8,10 +8,11 @@ import sys
 import time
 
 YOUNG_THRESHOLD = 10_000
-# Young collections between two of the middle generation, and middle ones between two full
-# ones: 3 x 33 young collections per full one, as Python's default 10 x 10.
-MIDDLE_THRESHOLD = 3
-OLD_THRESHOLD = 33
+# A middle collection once the young ones since the last pass the middle threshold (after
+# 2), a full one once the middle ones pass the old threshold: 2 x 50 young collections per
+# full one, as Python's default 10 x 10.
+MIDDLE_THRESHOLD = 1
+OLD_THRESHOLD = 50
 
 
 def tune_for_many_connections() -> None:
@@ -28,9 +29,10 @@ def tune_for_many_connections() -> None:
 
     Every survivor of a young collection is walked once more when the middle generation
     is collected, and with 10,000 callouts in flight nearly every young object survives:
-    collecting the middle generation after 3 young collections instead of 10 walks a third
-    as many at a time, for the same work in all (slow farm, 10,000 in flight: the longest
-    collection 0.04-0.06 s, not 0.08-0.18 s)."""
+    collecting the middle generation after 2 young collections instead of 11 walks a sixth
+    as many at a time, for the same work in all. After 4, the longest collection with
+    10,000 in flight was 0.04-0.06 s, not 0.08-0.18 s; after 2, the event loop's longest
+    stall went from 0.09-0.12 s to 0.07-0.09 s (docs/benchmarks.md)."""
     gc.freeze()
     gc.set_threshold(YOUNG_THRESHOLD, MIDDLE_THRESHOLD, OLD_THRESHOLD)
 
