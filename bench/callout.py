@@ -60,7 +60,8 @@ from bench.mx_farm import FarmProcess, mailbox_exists
 from cbv.config import Config, config_from_dict
 from cbv.engine.assembly import assemble
 from cbv.engine.verifier import Verifier
-from cbv.gc_tuning import collect_on_a_clock, tune_for_many_connections
+from cbv.gc_clock import collect_on_a_clock
+from cbv.gc_tuning import tune_for_many_connections
 from cbv.model import Verdict
 from cbv.providers import read_suffix_list
 from cbv.servers.event_loop import READY_PER_TURN, loop_factory
@@ -259,7 +260,7 @@ async def _floor(pairs: Sequence[tuple[str, str]], port: int, concurrency: int,
 
 @contextlib.asynccontextmanager
 async def _collecting_as_the_daemon(gc_clock: bool = True) -> AsyncIterator[None]:
-    """The collector's clock the daemon runs (`cbv.gc_tuning`), for the floor and cbv
+    """The collector's clock the daemon runs (`cbv.gc_clock`), for the floor and cbv
     alike. `bench instructions` goes without it: under valgrind a program runs some 50
     times slower, so a clock in seconds would collect 50 times as often per callout."""
     if not gc_clock:
@@ -750,7 +751,7 @@ def report(results: dict[str, Any], scale: Scale, command: str, elapsed: float) 
         "- cbv runs with `cache.url = \"memory://\"` and its `limits` raised so that they never "
         "bind (they spare real MX hosts: 5 sessions per host by default); their code still runs. "
         "cbv and the floor both tune the garbage collector as the `cbv` command does, and "
-        "collect young objects on the daemon's clock (`cbv.gc_tuning`), so the collector's "
+        "collect young objects on the daemon's clock (`cbv.gc_clock`), so the collector's "
         "share is compared like for like.",
         "- The farm and the fake DNS run in processes of their own; each measurement runs in a "
         "fresh process and reports its CPU time (user + system), the part of it spent in "

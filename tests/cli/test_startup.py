@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 HEAVY = ("fastapi", "uvicorn", "starlette", "prometheus_client", "redis", "dns",
-         "cbv.servers", "cbv.engine.verifier", "cbv.cache.opening")
+         "cbv.servers", "cbv.engine.verifier", "cbv.cache.opening", "asyncio")
 # What a syntax-only verdict does without when the configuration sets nothing: the config
 # models and the Verdict (pydantic), the engine, and idna (ASCII input needs none).
 NOT_FOR_SYNTAX_ONLY = (*HEAVY, "pydantic", "pydantic_core", "cbv.config", "cbv.model",

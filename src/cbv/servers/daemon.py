@@ -14,7 +14,8 @@ from typing import Any, Protocol
 
 from cbv.config import Config, ConfigError, LogConfig, ServerConfig, config_source, load_config
 from cbv.endpoint import Endpoint
-from cbv.gc_tuning import collect_on_a_clock, tune_for_many_connections
+from cbv.gc_clock import collect_on_a_clock
+from cbv.gc_tuning import tune_for_many_connections
 from cbv.providers import read_suffix_list
 from cbv.servers.connection import ConnectionTracker
 from cbv.servers.event_loop import loop_name

@@ -10,15 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from cbv.gc_tuning import (
-    COLLECT_EVERY,
-    IDLE_EVERY,
-    MIDDLE_THRESHOLD,
-    OLD_THRESHOLD,
-    HeapGrowth,
-    collect_on_a_clock,
-    generation_due,
-)
+from cbv.gc_clock import COLLECT_EVERY, IDLE_EVERY, HeapGrowth, collect_on_a_clock, generation_due
+from cbv.gc_tuning import MIDDLE_THRESHOLD, OLD_THRESHOLD
 from tests.collector import count_never_due, cycle_freed
 
 
