@@ -115,7 +115,8 @@ def report(times: dict[str, list[tuple[float, float]]], runs: int, load_before: 
         "(tests/cli/test_startup.py checks which modules load). A syntax-only verdict never "
         "builds the engine; under the built-in defaults (no config file, or one that sets "
         "nothing) it imports no pydantic either, the verdict printed without the Verdict "
-        "model. A config file that sets something is validated first, so that a broken one "
+        "model, and into a pipe (as here) without rich, as rich would print it there. A "
+        "config file that sets something is validated first, so that a broken one "
         "is reported whatever the addresses: importing the config models (pydantic, with "
         "every section's schema) is then most of what it spends beyond `--help`.",
     ])

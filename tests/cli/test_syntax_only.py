@@ -59,7 +59,9 @@ def assert_printed_alike(failure: SyntaxFailure, verdict: Verdict) -> None:
     assert failure.to_json() == render.to_json(verdict)
     assert failure.to_csv() == render.to_csv(verdict)
     for terminal in (True, False):
-        assert shown(failure.to_text(), terminal) == shown(render.to_text(verdict), terminal)
+        assert (shown(render.styled(failure.to_text()), terminal)
+                == shown(render.styled(render.to_text(verdict)), terminal))
+    assert render.plain(failure.to_text()) == render.plain(render.to_text(verdict))
 
 
 @pytest.mark.parametrize("moment", MOMENTS)

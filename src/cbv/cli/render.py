@@ -6,12 +6,19 @@ from typing import TYPE_CHECKING
 
 from cbv.verdict_csv import CSV_COLUMNS, csv_header, to_csv
 
-__all__ = ["CSV_COLUMNS", "csv_header", "to_csv", "to_json", "to_text"]
+__all__ = ["CSV_COLUMNS", "Segments", "csv_header", "plain", "styled", "to_csv", "to_json",
+           "to_text"]
 
 if TYPE_CHECKING:
     from rich.text import Text
 
     from cbv.model import Verdict
+
+# Text and its style, a part at a time: made without rich, which only a terminal needs
+# (importing it is a sixth of the command's start-up).
+Segments = list[tuple[str, str | None]]
+# What rich leaves out of a Text (rich.control.STRIP_CONTROL_CODES): BEL, BS, VT, FF, CR.
+_RICH_STRIPS = dict.fromkeys((7, 8, 11, 12, 13))
 
 # By the Result's value, which a Result equals: this module imports no pydantic, for the
 # syntax-only verdicts of cbv.cli.syntax_only.
@@ -27,11 +34,42 @@ def to_json(verdict: Verdict) -> str:
     return verdict.model_dump_json(exclude_none=False)
 
 
-def to_text(verdict: Verdict) -> Text:
-    """One readable block: the verdict line, the deciding reply, the transcript if any."""
-    from rich.text import Text  # only here: JSON and CSV output need no rich
+def styled(segments: Segments) -> Text:
+    """For a terminal: rich's Text, its parts in their styles."""
+    from rich.text import Text
 
     text = Text()
+    for part, style in segments:
+        text.append(part, style)
+    return text
+
+
+def plain(segments: Segments) -> str | None:
+    """What rich prints of `styled(segments)` where there is no terminal, without rich: the
+    text less the control codes rich strips (tests/cli/test_render.py compares the two).
+    None for text with a tab: rich expands it by the cells the characters before it take,
+    which only rich knows (a wide character takes two, a control character none)."""
+    text = "".join(part for part, _ in segments)
+    if "\t" in text:
+        return None
+    return text.translate(_RICH_STRIPS)
+
+
+class _Parts:
+    """A Segments builder with rich Text's `append`."""
+
+    __slots__ = ("segments",)
+
+    def __init__(self) -> None:
+        self.segments: Segments = []
+
+    def append(self, part: str, style: str | None = None) -> None:
+        self.segments.append((part, style))
+
+
+def to_text(verdict: Verdict) -> Segments:
+    """One readable block: the verdict line, the deciding reply, the transcript if any."""
+    text = _Parts()
     text.append(f"{verdict.address}  ")
     text.append(verdict.result.value.upper(), RESULT_STYLES[verdict.result])
     text.append(f"  {verdict.reason.value}")
@@ -56,4 +94,4 @@ def to_text(verdict: Verdict) -> Text:
     for line in verdict.transcript or []:
         text.append(f"\n      {line.at_ms:8.1f} ms {line.host} {line.direction}: ", "dim")
         text.append(line.line)
-    return text
+    return text.segments

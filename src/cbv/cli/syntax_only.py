@@ -12,15 +12,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from cbv.address import AddressError, parse_address
-from cbv.cli.render import RESULT_STYLES
+from cbv.cli.render import RESULT_STYLES, Segments
 from cbv.text import visible
 from cbv.verdict_csv import csv_line
-
-if TYPE_CHECKING:
-    from rich.text import Text
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,16 +42,11 @@ class SyntaxFailure:
         return csv_line([self.address, "fail", "bad_syntax", "", "", "", "", "syntax", "", "",
                          "", "", "error", 0.0, self.detail, ""])
 
-    def to_text(self) -> Text:
-        from rich.text import Text
-
-        text = Text(f"{self.address}  ")
-        text.append("FAIL", RESULT_STYLES["fail"])
-        text.append("  bad_syntax")
-        text.append("  [0 ms]", "dim")
-        text.append("\n    at syntax", "dim")
+    def to_text(self) -> Segments:
+        text: Segments = [(f"{self.address}  ", None), ("FAIL", RESULT_STYLES["fail"]),
+                          ("  bad_syntax", None), ("  [0 ms]", "dim"), ("\n    at syntax", "dim")]
         if self.detail:
-            text.append("\n    " + self.detail, "dim")
+            text.append(("\n    " + self.detail, "dim"))
         return text
 
 

@@ -8,8 +8,9 @@ the engine being built at all, and without pydantic when the configuration sets 
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, TextIO, TypeVar
 
@@ -18,8 +19,9 @@ import click
 from cbv.cli.inputs import InputError, decode_text, read_addresses
 
 if TYPE_CHECKING:
-    from rich.text import Text
+    from rich.console import Console
 
+    from cbv.cli.render import Segments
     from cbv.config import Config
     from cbv.model import Verdict
 
@@ -66,7 +68,7 @@ def output_format(as_json: bool, output: str | None, resume: bool) -> str:
 
 
 def _formatter(output: str, to_json: Callable[[Shown], str], to_csv: Callable[[Shown], str],
-               to_text: Callable[[Shown], Text]) -> Callable[[Shown], None]:
+               to_text: Callable[[Shown], Segments]) -> Callable[[Shown], None]:
     """Printing in `output` format: of Verdicts, or of cbv.cli.syntax_only's stand-ins."""
     from cbv.cli import render
 
@@ -75,10 +77,38 @@ def _formatter(output: str, to_json: Callable[[Shown], str], to_csv: Callable[[S
     if output == "csv":
         click.echo(render.csv_header())
         return lambda shown: click.echo(to_csv(shown))
-    from rich.console import Console
+    consoles: list[Console] = []
 
-    console = Console(highlight=False)
-    return lambda shown: console.print(to_text(shown), soft_wrap=True)
+    def rich_print(segments: Segments) -> None:
+        from rich.console import Console
+
+        if not consoles:
+            consoles.append(Console(highlight=False))
+        consoles[0].print(render.styled(segments), soft_wrap=True)
+
+    if may_colour(sys.stdout, os.environ):
+        return lambda shown: rich_print(to_text(shown))
+
+    def show_plain(shown: Shown) -> None:
+        segments = to_text(shown)
+        text = render.plain(segments)
+        if text is None:
+            rich_print(segments)
+        else:
+            print(text)
+
+    return show_plain
+
+
+def may_colour(stream: TextIO, environ: Mapping[str, str]) -> bool:
+    """Whether rich might colour what goes to `stream`: a terminal, or an environment that
+    says colours are wanted (TTY_COMPATIBLE, FORCE_COLOR). Otherwise the text is printed
+    as rich would print it there, without importing rich: a script that runs `cbv verify`
+    once per address pays for each import every time."""
+    if "TTY_COMPATIBLE" in environ or "FORCE_COLOR" in environ:
+        return True
+    isatty = getattr(stream, "isatty", None)
+    return isatty is not None and bool(isatty())
 
 
 async def _verify_all(
