@@ -282,6 +282,9 @@ class Dialogue:
         else:
             rcpts = (probe,) if alone else (probe, str(address))
         while True:
+            if self._quit_said:  # the replies call for another transaction: QUIT is gone
+                self.unfinished = True
+                return False
             quits = pipelining and last and (probe is None or not alone)
             send = self._transaction_send(rcpts, smtputf8, quits)
             if send is None:
@@ -296,10 +299,8 @@ class Dialogue:
             replies = self._rcpt_replies(answers)
             if replies is None:
                 return False
-            if not replies:  # our sender was refused at MAIL: the next one, same recipients
-                if self._quit_said:
-                    return self._unfinished()
-                continue
+            if not replies:
+                continue  # our sender was refused at MAIL: the next one, the same recipients
             rcpt = replies[-1]
             if probe is not None:
                 self._learn_catch_all(replies[0])
@@ -310,25 +311,17 @@ class Dialogue:
                 if is_too_many_recipients(rcpt):
                     # RFC 5321 4.5.3.1.10: the address gets a transaction of its own.
                     self.one_recipient_per_transaction = True
-                    if self._quit_said:
-                        return self._unfinished()
                     rcpts = (str(address),)
                     continue
             if refuses_sender(rcpt) and self._has_next_sender:
                 # A refusal of our MAIL FROM reported at RCPT: the next sender, as at MAIL.
                 self.sender_index += 1
-                if self._quit_said:
-                    return self._unfinished()
                 rcpts = (str(address),)
                 continue
             judgement = judge_rcpt(rcpt, self.settings.mx_host)
             self._decide(address, _judged(judgement, Stage.RCPT, rcpt, self.catch_all,
                                           self.sender))
             return True
-
-    def _unfinished(self) -> bool:
-        self.unfinished = True
-        return False
 
     @property
     def _has_next_sender(self) -> bool:

@@ -55,27 +55,15 @@ def plain(segments: Segments) -> str | None:
     return text.translate(_RICH_STRIPS)
 
 
-class _Parts:
-    """A Segments builder with rich Text's `append`."""
-
-    __slots__ = ("segments",)
-
-    def __init__(self) -> None:
-        self.segments: Segments = []
-
-    def append(self, part: str, style: str | None = None) -> None:
-        self.segments.append((part, style))
-
-
 def to_text(verdict: Verdict) -> Segments:
     """One readable block: the verdict line, the deciding reply, the transcript if any."""
-    text = _Parts()
-    text.append(f"{verdict.address}  ")
-    text.append(verdict.result.value.upper(), RESULT_STYLES[verdict.result])
-    text.append(f"  {verdict.reason.value}")
+    text: Segments = []
+    text.append((f"{verdict.address}  ", None))
+    text.append((verdict.result.value.upper(), RESULT_STYLES[verdict.result]))
+    text.append((f"  {verdict.reason.value}", None))
     if verdict.catch_all:
-        text.append("  (catch-all)", "magenta")
-    text.append(f"  [{verdict.duration_ms:.0f} ms]", "dim")
+        text.append(("  (catch-all)", "magenta"))
+    text.append((f"  [{verdict.duration_ms:.0f} ms]", "dim"))
     where = []
     if verdict.mx:
         where.append(f"{verdict.mx}[{verdict.ip}]:{verdict.port}")
@@ -84,14 +72,14 @@ def to_text(verdict: Verdict) -> Segments:
     if verdict.evidence:
         where.append(f"by {verdict.evidence}")
     if where:
-        text.append("\n    " + " ".join(where), "dim")
+        text.append(("\n    " + " ".join(where), "dim"))
     if verdict.reply is not None:
         reply = verdict.reply
         code = f"{reply.code} {reply.enhanced} " if reply.enhanced else f"{reply.code} "
-        text.append("\n    " + code + reply.text.replace("\n", " / "))
+        text.append(("\n    " + code + reply.text.replace("\n", " / "), None))
     if verdict.detail:
-        text.append("\n    " + verdict.detail, "dim")
+        text.append(("\n    " + verdict.detail, "dim"))
     for line in verdict.transcript or []:
-        text.append(f"\n      {line.at_ms:8.1f} ms {line.host} {line.direction}: ", "dim")
-        text.append(line.line)
-    return text.segments
+        text.append((f"\n      {line.at_ms:8.1f} ms {line.host} {line.direction}: ", "dim"))
+        text.append((line.line, None))
+    return text

@@ -8,6 +8,7 @@ the engine being built at all, and without pydantic when the configuration sets 
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -77,14 +78,14 @@ def _formatter(output: str, to_json: Callable[[Shown], str], to_csv: Callable[[S
     if output == "csv":
         click.echo(render.csv_header())
         return lambda shown: click.echo(to_csv(shown))
-    consoles: list[Console] = []
-
-    def rich_print(segments: Segments) -> None:
+    @functools.cache
+    def console() -> Console:
         from rich.console import Console
 
-        if not consoles:
-            consoles.append(Console(highlight=False))
-        consoles[0].print(render.styled(segments), soft_wrap=True)
+        return Console(highlight=False)
+
+    def rich_print(segments: Segments) -> None:
+        console().print(render.styled(segments), soft_wrap=True)
 
     if may_colour(sys.stdout, os.environ):
         return lambda shown: rich_print(to_text(shown))
@@ -105,10 +106,7 @@ def may_colour(stream: TextIO, environ: Mapping[str, str]) -> bool:
     says colours are wanted (TTY_COMPATIBLE, FORCE_COLOR). Otherwise the text is printed
     as rich would print it there, without importing rich: a script that runs `cbv verify`
     once per address pays for each import every time."""
-    if "TTY_COMPATIBLE" in environ or "FORCE_COLOR" in environ:
-        return True
-    isatty = getattr(stream, "isatty", None)
-    return isatty is not None and bool(isatty())
+    return "TTY_COMPATIBLE" in environ or "FORCE_COLOR" in environ or stream.isatty()
 
 
 async def _verify_all(

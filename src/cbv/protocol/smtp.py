@@ -76,13 +76,11 @@ def _enhanced_of(code: int, lines: tuple[str, ...]) -> str | None:
     return ".".join(match.groups())
 
 
-def _printable(text: str) -> str:
-    return "".join(c if c.isprintable() or c == "\t" else "\ufffd" for c in text)
-
-
 def _decode(raw: bytes) -> str:
     text = raw.decode("utf-8", "replace")
-    return text if text.isprintable() else _printable(text)  # nearly every one is
+    if text.isprintable():  # nearly every reply: skip the character-by-character pass
+        return text
+    return "".join(c if c.isprintable() or c == "\t" else "\ufffd" for c in text)
 
 
 _CODES = {str(code).encode(): code for code in range(200, 600)}  # an unfamiliar 5yz is
@@ -159,9 +157,7 @@ class ReplyParser:
             separator = raw[3:4]
             if code is None or separator not in _SEPARATORS:
                 raise _grammar_error(raw)
-            text = raw[4:].decode("utf-8", "replace")
-            if not text.isprintable():
-                text = _printable(text)
+            text = _decode(raw[4:])
             if separator != b"-" and self._code is None and size <= self._max_reply_bytes:
                 replies.append(Reply(code, (text,)))
                 continue
