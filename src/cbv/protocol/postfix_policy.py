@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import repeat
 
 from cbv.text import ascii_line, visible
 
@@ -187,14 +188,12 @@ class RequestParser:
         lines = text.split("\n")
         if len(lines) > self._max_attributes:
             return MalformedRequest(f"more than {self._max_attributes} attributes")
-        attributes: dict[str, str] = {}
-        for line in lines:
-            name, sep, value = line.partition("=")
-            if not sep or not name:
-                return MalformedRequest(f"not a name=value line: {_preview(line)}")
-            if name in attributes:  # which one counts is a guess an attacker could steer
-                return MalformedRequest(f"attribute given twice: {_preview(name)}")
-            attributes[name] = value
+        try:  # split and gathered in C: a Postfix request has some 30 lines
+            attributes = dict(map(str.split, lines, repeat("="), repeat(1)))
+        except ValueError:  # a line without "="
+            return _first_fault(lines)
+        if len(attributes) < len(lines) or "" in attributes:
+            return _first_fault(lines)
         return PolicyRequest(attributes)
 
 
@@ -208,6 +207,19 @@ def external_address(internal: str) -> str:
         return internal
     escaped = local.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"@{domain}'
+
+
+def _first_fault(lines: list[str]) -> MalformedRequest:
+    """What is wrong with the first line that spoils the request."""
+    seen: set[str] = set()
+    for line in lines:
+        name, sep, _ = line.partition("=")
+        if not sep or not name:
+            return MalformedRequest(f"not a name=value line: {_preview(line)}")
+        if name in seen:  # which one counts is a guess an attacker could steer
+            return MalformedRequest(f"attribute given twice: {_preview(name)}")
+        seen.add(name)
+    raise AssertionError("every line is a name=value line of its own")
 
 
 def _discarded_tail(buffer: bytearray) -> bytes:
