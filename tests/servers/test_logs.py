@@ -27,6 +27,7 @@ from cbv.servers.logs import (
     FIELDS,
     JsonFormatter,
     LineHandler,
+    OwnFields,
     configure_logging,
     encode_json,
     event,
@@ -101,18 +102,26 @@ def test_asyncio_debug_chatter_stays_out(stream: io.StringIO) -> None:
 
 
 DECIDED: dict[str, object] = {"listener": "policy", "address": "a@b.test", "result": "pass",
-                              "cached": True, "answer": "DUNNO", "duration_ms": 0.25}
+                              "cached": True, "answer": "DUNNO"}
+OWN = OwnFields("instance", "recipient")
+TEXTS = ("1b2c.0", "bob smith@b.test")  # a space: quoted in text lines
+LOGGED: dict[str, object] = {**DECIDED, "instance": "1b2c.0", "recipient": "bob smith@b.test",
+                             "duration_ms": 0.25}
 
 
-def logged_decision() -> None:
-    logging.getLogger("cbv.decision").info("decision", extra={FIELDS: DECIDED})
+def write_decided(key: object = None) -> None:
+    DECISIONS.write(key, lambda: DECIDED, OWN, TEXTS, 0.00025)
+
+
+def logged_decision(fields: dict[str, object] = LOGGED) -> None:
+    logging.getLogger("cbv.decision").info("decision", extra={FIELDS: fields})
 
 
 @pytest.mark.parametrize("form", ["json", "text"])
 def test_a_decision_written_directly_reads_as_one_logged(form: Literal["json", "text"]) -> None:
     with configured(LogConfig(format=form, level="info")) as buffer:
         assert DECISIONS.wanted()
-        DECISIONS.write(DECIDED)
+        write_decided()
         logged_decision()
         for handler in logging.getLogger("cbv").handlers:
             handler.flush()
@@ -124,21 +133,52 @@ def test_a_decision_written_directly_reads_as_one_logged(form: Literal["json", "
 def test_shared_fields_encoded_once_read_as_logged(form: Literal["json", "text"]) -> None:
     """A cached decision's fields are encoded once and reused: its lines still read
     exactly as logged ones, the first and the later ones alike."""
-    shared = {key: DECIDED[key] for key in ("listener", "address", "result", "cached")}
-    own = {key: DECIDED[key] for key in ("answer", "duration_ms")}
     key = object()
     with configured(LogConfig(format=form, level="info")) as buffer:
         for _ in range(2):
-            DECISIONS.write_shared(key, lambda: shared, own)
-        DECISIONS.write_shared(key, lambda: shared, {})
+            write_decided(key)
+        DECISIONS.write(key, lambda: DECIDED, OwnFields(), (), 0.5)
+        DECISIONS.write(None, lambda: {}, OwnFields(), (), 0.5)
         logged_decision()
-        logging.getLogger("cbv.decision").info("decision", extra={FIELDS: shared})
+        logged_decision({**DECIDED, "duration_ms": 500.0})
+        logged_decision({"duration_ms": 500.0})
         for handler in logging.getLogger("cbv").handlers:
             handler.flush()
-    first, again, alone, logged, logged_alone = [
+    first, again, shorter, alone, logged, logged_shorter, logged_alone = [
         but_the_time(line, form) for line in buffer.getvalue().splitlines()]
     assert first == again == logged
+    assert shorter == logged_shorter
     assert alone == logged_alone
+
+
+def test_a_key_remembers_its_shared_fields_not_an_equal_key_s() -> None:
+    first, equal = [1], [1]
+    with configured(LogConfig(format="json", level="info")) as buffer:
+        for key, answer in ((first, "first"), (equal, "equal"), (first, "not read again")):
+            DECISIONS.write(key, lambda answer=answer: {"answer": answer},  # type: ignore[misc]
+                            OwnFields(), (), 0.0)
+        for handler in logging.getLogger("cbv").handlers:
+            handler.flush()
+    assert [json.loads(line)["answer"] for line in buffer.getvalue().splitlines()] == [
+        "first", "equal", "first"]
+
+
+NAMES = st.text(min_size=1, max_size=12)
+
+
+@given(st.lists(NAMES, unique=True, max_size=4).filter(lambda names: "duration_ms" not in names)
+       .flatmap(lambda names: st.tuples(st.just(names),
+                                        st.lists(st.text(), min_size=len(names),
+                                                 max_size=len(names)))),
+       st.floats(min_value=0, max_value=1e9))
+def test_own_fields_encode_as_their_fields_do(named: tuple[list[str], list[str]],
+                                              seconds: float) -> None:
+    names, texts = named
+    own = OwnFields(*names)
+    fields = own.as_dict(tuple(texts), seconds)
+    assert list(fields) == [*names, "duration_ms"]
+    assert own.json(tuple(texts), seconds) == logs.json_fields(fields)
+    assert own.text(tuple(texts), seconds) == logs.text_fields(fields)
 
 
 def but_the_time(line: str, form: str) -> object:
@@ -326,7 +366,7 @@ def test_a_decision_line_carries_the_time_of_the_decision_not_of_its_writing(
     with configured(LogConfig(format="json", level="info")) as buffer:
 
         async def decide() -> None:
-            DECISIONS.write_shared(object(), lambda: {"listener": "policy"}, {"n": 1})
+            DECISIONS.write(object(), lambda: {"listener": "policy"}, OwnFields(), (), 0.0)
             clock.now += 2.5  # the line is made later, when its batch is handed over
 
         asyncio.run(decide())
@@ -342,8 +382,8 @@ async def test_a_decision_line_counts_its_request_s_fields_in_its_batch(
     they fill a batch, however few lines hold them, not when the batch's time is up."""
     monkeypatch.setattr(LineHandler, "HAND_OVER_AFTER", 3600.0)
     with configured(LogConfig(format="json", level="info")) as buffer:
-        DECISIONS.write_shared(object(), lambda: {"listener": "policy"},
-                               {"recipient": "r" * LineHandler.HAND_OVER_SIZE})
+        DECISIONS.write(object(), lambda: {"listener": "policy"}, OwnFields("recipient"),
+                        ("r" * LineHandler.HAND_OVER_SIZE,), 0.0)
         await until(lambda: len(buffer.getvalue()) > LineHandler.HAND_OVER_SIZE,
                     "the line handed over and written")
     [line] = buffer.getvalue().splitlines()
@@ -368,7 +408,7 @@ def test_decisions_reach_another_handler_as_records(stream: io.StringIO) -> None
     """An application that adds its own handler gets decisions as it gets any record."""
     capture = Captured()
     logging.getLogger("cbv").addHandler(capture)
-    DECISIONS.write(DECIDED)
+    write_decided()
     assert [(record.name, record.getMessage()) for record in capture.records] == [
         ("cbv.decision", "decision")]
     assert [entry["event"] for entry in lines(stream)] == ["decision"]

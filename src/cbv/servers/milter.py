@@ -49,11 +49,12 @@ from cbv.protocol.milter import (
     encode_response,
 )
 from cbv.servers.connection import ConnectionTracker, RequestConnection
-from cbv.servers.logs import DECISIONS, event
+from cbv.servers.logs import DECISIONS, OwnFields, event
 from cbv.servers.runtime import Answered, Generation, Runtime, Verifying
 from cbv.text import ascii_line
 
 LOG = logging.getLogger("cbv.milter")
+MILTER_FIELDS = OwnFields("queue_id", "recipient", "client")
 SCORE_HEADER = "X-CBV-Score"
 SUBJECT = "subject"
 # Macros cbv reads; asked for where the MTA lets a filter choose (SMFIF_SETSYMLIST). The
@@ -323,11 +324,13 @@ class MilterConnection(RequestConnection[MilterEvent]):
             transaction.marks.append(decision)
         self._runtime.telemetry.answered("milter", decision, seconds)
         if DECISIONS.wanted():
-            fields = {"listener": "milter", **decision.log_fields(),
-                      "answer": described(response, decision),
-                      "queue_id": self._session.macro("i") or "", "recipient": context.recipient,
-                      "client": context.client_address, "duration_ms": round(seconds * 1000, 3)}
-            DECISIONS.write(fields)
+            DECISIONS.write(
+                None,
+                lambda: {"listener": "milter", **decision.log_fields(),
+                         "answer": described(response, decision)},
+                MILTER_FIELDS,
+                (self._session.macro("i") or "", context.recipient, context.client_address),
+                seconds)
         return answer
 
     def _end_of_message(self) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+from cbv.identity_memo import IdentityMemo
 from cbv.policy import Action, Decision, RequestContext, RequestKind
 from cbv.policy.decision import decide_error
 from cbv.protocol.postfix_policy import (
@@ -22,7 +23,7 @@ from cbv.protocol.postfix_policy import (
     warn_action,
 )
 from cbv.servers.connection import ConnectionTracker, RequestConnection
-from cbv.servers.logs import DECISIONS, event
+from cbv.servers.logs import DECISIONS, OwnFields, event
 from cbv.servers.runtime import Answered, Runtime
 
 LOG = logging.getLogger("cbv.policy")
@@ -30,6 +31,9 @@ REQUEST_TYPE = "smtpd_access_policy"
 POSTFIX_DEFER_CODE = 450  # what DEFER_IF_PERMIT answers with
 KINDS = {"MAIL": RequestKind.MAIL, "RCPT": RequestKind.RCPT}
 DUNNO_BYTES = encode_action(DUNNO)
+POLICY_FIELDS = OwnFields("instance", "recipient", "client")
+# Cached decisions are shared by every request that finds them; forgotten all at once past it.
+ANSWERS: IdentityMemo[Decision | None, tuple[str, bytes]] = IdentityMemo(4096)
 
 
 def context_of(request: PolicyRequest) -> RequestContext:
@@ -100,14 +104,27 @@ class PolicyConnection(RequestConnection[PolicyEvent]):
 
     def _respond(self, request: PolicyRequest, answered: Answered, started: float) -> bytes:
         decision = answered.decision
-        action = postfix_action(decision)
+        action, answer = answer_of(decision)
         seconds = time.perf_counter() - started
         self._runtime.telemetry.answered("policy", decision, seconds)
         if decision is not None and DECISIONS.wanted():
             get = request.attributes.get
-            DECISIONS.write_shared(
+            DECISIONS.write(
                 decision if decision.cached else None,  # a cached one is remembered
                 lambda: {"listener": "policy", **decision.log_fields(), "answer": action},
-                {"instance": get("instance", ""), "recipient": get("recipient", ""),
-                 "client": get("client_address", ""), "duration_ms": round(seconds * 1000, 3)})
-        return DUNNO_BYTES if action == DUNNO else encode_action(action)
+                POLICY_FIELDS,
+                (get("instance", ""), get("recipient", ""), get("client_address", "")),
+                seconds)
+        return answer
+
+
+def answer_of(decision: Decision | None) -> tuple[str, bytes]:
+    """The action and the answer's bytes; a cached decision's are made once."""
+    known = ANSWERS.get(decision)
+    if known is not None:
+        return known
+    action = postfix_action(decision)
+    made = action, DUNNO_BYTES if action == DUNNO else encode_action(action)
+    if decision is not None and decision.cached:
+        ANSWERS.remember(decision, made)
+    return made

@@ -20,10 +20,11 @@ from cbv.protocol.smtpcbd import (
     format_response,
 )
 from cbv.servers.connection import ConnectionTracker, RequestConnection
-from cbv.servers.logs import DECISIONS, event
+from cbv.servers.logs import DECISIONS, OwnFields, event
 from cbv.servers.runtime import Answered, Runtime
 
 LOG = logging.getLogger("cbv.smtpcbd")
+SMTPCBD_FIELDS = OwnFields()
 
 # unknown says nothing against the address, as site policy's on_unknown = "accept"
 CODES = {
@@ -101,7 +102,9 @@ class CallbackConnection(RequestConnection[CallbackEvent]):
         seconds = time.perf_counter() - started
         self._runtime.telemetry.answered("smtpcbd", decision, seconds)
         if DECISIONS.wanted():
-            DECISIONS.write({"listener": "smtpcbd", **decision.log_fields(),
-                             "answer": line.decode("ascii").rstrip("\n"),
-                             "duration_ms": round(seconds * 1000, 3)})
+            DECISIONS.write(
+                None,
+                lambda: {"listener": "smtpcbd", **decision.log_fields(),
+                         "answer": line.decode("ascii").rstrip("\n")},
+                SMTPCBD_FIELDS, (), seconds)
         return line
