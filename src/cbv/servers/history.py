@@ -44,6 +44,25 @@ class Step:
 
 
 @dataclass(slots=True)
+class Decided:
+    """One of the latest decisions, kept as it came: the page's form is made when read."""
+
+    at: float
+    listener: str
+    address: str
+    result: str
+    reason: str
+    action: str
+    would: str
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"at": self.at, "listener": self.listener, "address": self.address,
+                "result": self.result, "reason": self.reason, "action": self.action,
+                "would": self.would or None, "duration_ms": round(self.seconds * 1000, 3)}
+
+
+@dataclass(slots=True)
 class EgressCounts:
     """Since the daemon started: callouts through one egress, and what went wrong."""
 
@@ -73,28 +92,32 @@ class History:
         self._clock = clock
         self._step = step
         self._steps: deque[Step] = deque(maxlen=max(1, int(span / step)))
-        self._recent: deque[dict[str, Any]] = deque(maxlen=recent)
+        self._step_ends = 0.0  # when the last step ends: until then, it is the current one
+        self._recent: deque[Decided] = deque(maxlen=recent)
         self._pressure: OrderedDict[str, Pressure] = OrderedDict()
         self._egresses: dict[str, EgressCounts] = {}  # as many as the config names
         self._domains = domains
 
     def _now_step(self) -> Step:
-        now = self._clock()
-        start = now - now % self._step
+        return self._step_at(self._clock())
+
+    def _step_at(self, now: float) -> Step:
         steps = self._steps
+        if now < self._step_ends:  # every decision asks: the current step, at once
+            return steps[-1]
+        start = now - now % self._step
         if not steps or steps[-1].start < start:
             steps.append(Step(start))
+            self._step_ends = start + self._step
         return steps[-1]
 
     def decided(self, listener: str, address: str, result: str, reason: str, action: str,
                 seconds: float, would: str = "") -> None:
         """`action` is what the mail server was told; `would` what a dry run held back."""
-        self._now_step().results[result] += 1
-        self._recent.append({
-            "at": self._clock(), "listener": listener, "address": address, "result": result,
-            "reason": reason, "action": action, "would": would or None,
-            "duration_ms": round(seconds * 1000, 3),
-        })
+        now = self._clock()
+        self._step_at(now).results[result] += 1
+        self._recent.append(Decided(now, listener, address, result, reason, action, would,
+                                    seconds))
 
     def cache_lookup(self, hit: bool) -> None:
         step = self._now_step()
@@ -139,7 +162,7 @@ class History:
             "now": now,
             "step_seconds": self._step,
             "series": [step.as_dict() for step in self._steps if step.start > now - self.span],
-            "recent": list(reversed(self._recent)),
+            "recent": [decided.as_dict() for decided in reversed(self._recent)],
             "pressure": [{"domain": domain, "waits": p.waits, "refusals": p.refusals,
                           "last": p.last} for domain, p in pressed[:PRESSURE_SHOWN]],
             "egresses": [{"name": name, "state": c.state, "callouts": c.callouts,

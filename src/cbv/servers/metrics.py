@@ -119,6 +119,38 @@ class AnswerCounts(Collector):
         yield seconds
 
 
+class Lookups:
+    """One cache backend's lookups."""
+
+    __slots__ = ("created", "hits", "misses")
+
+    def __init__(self) -> None:
+        self.hits = 0
+        self.misses = 0
+        self.created = time.time()
+
+
+class CacheLookups(Collector):
+    """`cbv_cache_lookups`, counted in plain numbers, as `AnswerCounts` counts: nearly every
+    request makes a lookup, and a prometheus_client child takes a lock per increment.
+    Counted and read on the event loop's thread alone."""
+
+    def __init__(self) -> None:
+        self._by_backend: dict[str, Lookups] = {}
+
+    def of(self, backend: str) -> Lookups:
+        return self._by_backend.setdefault(backend, Lookups())
+
+    def collect(self) -> Iterator[Metric]:
+        lookups = CounterMetricFamily(
+            "cbv_cache_lookups", "Verdict cache lookups, by backend and outcome (hit, miss)",
+            labels=["backend", "outcome"])
+        for backend, counts in list(self._by_backend.items()):
+            lookups.add_metric([backend, "hit"], counts.hits, created=counts.created)
+            lookups.add_metric([backend, "miss"], counts.misses, created=counts.created)
+        yield lookups
+
+
 class Telemetry:
     """One per daemon, across reloads: counts go on when the configuration changes."""
 
@@ -134,9 +166,8 @@ class Telemetry:
             "cbv_callout_duration_seconds", "Duration of SMTP callouts (one session each)",
             buckets=CALLOUT_BUCKETS, registry=r)
         self.in_flight = Gauge("cbv_callouts_in_flight", "SMTP callouts under way", registry=r)
-        self.cache = Counter(
-            "cbv_cache_lookups", "Verdict cache lookups, by backend and outcome (hit, miss)",
-            ["backend", "outcome"], registry=r)
+        self.cache = CacheLookups()
+        r.register(self.cache)
         self.limit_waits = Counter(
             "cbv_rate_limit_waits", "Callouts that waited for their domain's budget",
             ["domain_class"], registry=r)
@@ -219,15 +250,17 @@ class EngineTelemetry:
         self._telemetry = telemetry
         self._history = telemetry.history
         backend = config.cache.location().kind.value
-        self._hit = telemetry.cache.labels(backend, "hit")
-        self._miss = telemetry.cache.labels(backend, "miss")
+        self._lookups = telemetry.cache.of(backend)
         self._overridden = frozenset(config.limits.domain_overrides)
 
     def _class(self, domain: str) -> str:
         return OVERRIDDEN if domain in self._overridden else DEFAULT
 
     def cache_lookup(self, hit: bool) -> None:
-        (self._hit if hit else self._miss).inc()
+        if hit:
+            self._lookups.hits += 1
+        else:
+            self._lookups.misses += 1
         self._history.cache_lookup(hit)
 
     def limit_wait(self, domain: str, seconds: float) -> None:
