@@ -97,11 +97,21 @@ class Qpsmtpd:
             if self.process.poll() is not None:
                 raise RuntimeError(f"qpsmtpd exited at start:\n{self.log()}")
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
+                if self._greets(deadline):
+                    return
             except OSError:
                 time.sleep(0.1)
-        raise RuntimeError(f"qpsmtpd did not start in {START_TIMEOUT} s:\n{self.log()}")
+        raise RuntimeError(f"qpsmtpd did not greet within {START_TIMEOUT} s:\n{self.log()}")
+
+    def _greets(self, deadline: float) -> bool:
+        """A session's 220 banner, not just a listening socket: each session is a child
+        qpsmtpd forks, which runs its plugins' connect hooks before it greets."""
+        wait = max(0.5, deadline - time.monotonic())
+        with socket.create_connection(("127.0.0.1", self.port), timeout=wait) as probe:
+            greeted = probe.makefile("rb").readline().startswith(b"220")
+            if greeted:
+                probe.sendall(b"QUIT\r\n")
+            return greeted
 
     def log(self) -> str:
         """What qpsmtpd wrote to stderr, and what a logging/file plugin wrote in its folder."""

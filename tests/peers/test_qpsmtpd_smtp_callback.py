@@ -66,7 +66,11 @@ async def qpsmtpd_asking_cbv(world: World) -> AsyncIterator[Callable[..., Awaita
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         stack.callback(writer.close)
         client = SMTPClient(reader, writer)
-        assert (await client.reply())[0] == 220
+        try:
+            greeting = await client.reply()
+        except TimeoutError:
+            raise AssertionError(f"qpsmtpd sent no banner; its log:\n{server.log()}") from None
+        assert greeting[0] == 220
         assert (await client.command("EHLO mail.sender.example"))[0] == 250
         return client
 
