@@ -34,25 +34,22 @@ def test_events_fall_into_the_step_of_their_time() -> None:
         (1000.0, {"pass": 1}, 1, 0), (1010.0, {"fail": 1}, 0, 1)]
 
 
-def test_a_clock_set_back_counts_into_the_latest_step() -> None:
-    clock = Clock(1015.0)
+def steps_of_lookups(lookups: list[tuple[float, bool]]) -> list[tuple[float, int, int]]:
+    """(start, hits, misses) of each 10 s step, after cache lookups at (time, hit)."""
+    clock = Clock(lookups[0][0])
     history = History(clock, step=10.0, span=100.0)
-    history.cache_lookup(hit=True)
-    clock.now = 1004.0
-    history.cache_lookup(hit=True)
-    assert [(step["t"], step["cache_hits"]) for step in series(history)] == [(1010.0, 2)]
+    for clock.now, hit in lookups:
+        history.cache_lookup(hit)
+    return [(step["t"], step["cache_hits"], step["cache_misses"]) for step in series(history)]
+
+
+def test_a_clock_set_back_counts_into_the_latest_step() -> None:
+    assert steps_of_lookups([(1015.0, True), (1004.0, True)]) == [(1010.0, 2, 0)]
 
 
 def test_a_step_after_a_quiet_spell_starts_on_its_own_boundary() -> None:
-    clock = Clock(1000.0)
-    history = History(clock, step=10.0, span=100.0)
-    history.cache_lookup(hit=True)
-    clock.now = 1047.5
-    history.cache_lookup(hit=True)
-    clock.now = 1049.9
-    history.cache_lookup(hit=False)
-    assert [(step["t"], step["cache_hits"], step["cache_misses"])
-            for step in series(history)] == [(1000.0, 1, 0), (1040.0, 1, 1)]
+    assert steps_of_lookups([(1000.0, True), (1047.5, True), (1049.9, False)]) == [
+        (1000.0, 1, 0), (1040.0, 1, 1)]
 
 
 def test_the_latest_decisions_newest_first_and_bounded() -> None:
