@@ -112,7 +112,7 @@ class OwnFields:
     """The fields a listener adds to each of its decision lines, after the decision's: the
     same names every time, text values, then the milliseconds the request took. Encoded
     through a template made once from the names, written alike: a policy request's four
-    took 2.1 µs as a dict through the JSON encoder, 1.4 µs this way."""
+    took 2.1 µs as a dict through the JSON encoder, 1.6 µs this way."""
 
     __slots__ = ("_json", "_text", "names")
 
