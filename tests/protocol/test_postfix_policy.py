@@ -10,6 +10,7 @@ from cbv.protocol.postfix_policy import (
     PolicyEvent,
     PolicyRequest,
     RequestParser,
+    _preview,
     defer_if_permit_action,
     encode_action,
     external_address,
@@ -268,3 +269,33 @@ def test_one_whole_request_read_alone_is_taken_as_it_is() -> None:
     parser.receive(b"sender=c@d.test\n\n")  # before the first was taken
     assert [e.sender for e in iter(parser.next_event, None)
             if isinstance(e, PolicyRequest)] == ["a@b.test", "c@d.test"]
+
+
+def test_a_line_with_no_name_spoils_its_request() -> None:
+    assert RequestParser().feed(b"sender=a@b.test\n=value\n\n") == [
+        MalformedRequest("not a name=value line: '=value'")]
+
+
+def line_by_line(lines: list[str]) -> PolicyEvent:
+    """What a request's lines come to, judged one line at a time in order."""
+    attributes: dict[str, str] = {}
+    for line in lines:
+        name, sep, value = line.partition("=")
+        if not sep or not name:
+            return MalformedRequest(f"not a name=value line: {_preview(line)}")
+        if name in attributes:
+            return MalformedRequest(f"attribute given twice: {_preview(name)}")
+        attributes[name] = value
+    return PolicyRequest(attributes)
+
+
+LINES = st.lists(st.text(alphabet="ab=c ", max_size=6).filter(lambda line: line), min_size=1,
+                 max_size=8)
+
+
+@given(LINES)
+def test_the_attributes_are_judged_as_line_by_line(lines: list[str]) -> None:
+    """Lines gathered in C, and the first fault named when there is one, as a loop over
+    the lines in order would: the same request or the same complaint."""
+    body = "\n".join(lines).encode()
+    assert RequestParser().feed(body + b"\n\n") == [line_by_line(lines)]
