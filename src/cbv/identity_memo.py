@@ -26,12 +26,11 @@ class IdentityMemo(Generic[K, V]):
         known = self._known.get(id(key))
         return known[1] if known is not None and known[0] is key else None
 
-    def remember(self, key: K, value: V) -> V:
+    def remember(self, key: K, value: V) -> None:
         known = self._known
         if len(known) >= self._size:
             known.clear()
         known[id(key)] = (key, value)
-        return value
 
     def clear(self) -> None:
         self._known.clear()
