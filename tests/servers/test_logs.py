@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from cbv.config import LogConfig
@@ -25,7 +25,6 @@ from cbv.servers import logs
 from cbv.servers.logs import (
     DECISIONS,
     FIELDS,
-    JsonFormatter,
     LineHandler,
     OwnFields,
     configure_logging,
@@ -126,7 +125,7 @@ def test_a_decision_written_directly_reads_as_one_logged(form: Literal["json", "
         for handler in logging.getLogger("cbv").handlers:
             handler.flush()
     written, logged = buffer.getvalue().splitlines()
-    assert but_the_time(written, form) == but_the_time(logged, form)
+    assert as_logged(written, form) == as_logged(logged, form)
 
 
 @pytest.mark.parametrize("form", ["json", "text"])
@@ -145,7 +144,7 @@ def test_shared_fields_encoded_once_read_as_logged(form: Literal["json", "text"]
         for handler in logging.getLogger("cbv").handlers:
             handler.flush()
     first, again, shorter, alone, logged, logged_shorter, logged_alone = [
-        but_the_time(line, form) for line in buffer.getvalue().splitlines()]
+        as_logged(line, form) for line in buffer.getvalue().splitlines()]
     assert first == again == logged
     assert shorter == logged_shorter
     assert alone == logged_alone
@@ -163,108 +162,54 @@ def test_a_key_remembers_its_shared_fields_not_an_equal_key_s() -> None:
         "first", "equal", "first"]
 
 
-NAMES = st.text(min_size=1, max_size=12)
+# Fields' names are the code's own: printable, without spaces (text lines do not quote them).
+NAMES = st.text(min_size=1, max_size=12).filter(lambda name: name.isprintable()
+                                                 and " " not in name)
 
 
-@given(st.lists(NAMES, unique=True, max_size=4).filter(lambda names: "duration_ms" not in names)
+@pytest.mark.parametrize("form", ["json", "text"])
+@given(named=st.lists(NAMES, unique=True, max_size=4)
+       .filter(lambda names: "duration_ms" not in names)
        .flatmap(lambda names: st.tuples(st.just(names),
                                         st.lists(st.text(), min_size=len(names),
                                                  max_size=len(names)))),
-       st.floats(min_value=0, max_value=1e9))
-def test_own_fields_encode_as_their_fields_do(named: tuple[list[str], list[str]],
-                                              seconds: float) -> None:
+       shared=st.dictionaries(NAMES, st.text() | st.booleans(), max_size=3),
+       seconds=st.floats(min_value=0, max_value=1e9))
+def test_any_decision_line_reads_as_the_formatter_writes_it(
+        form: Literal["json", "text"], named: tuple[list[str], list[str]],
+        shared: dict[str, object], seconds: float) -> None:
+    """Whatever its names and texts (a `%`, quotes, spaces), a line made from the templates
+    is the line the logging formatter writes of the same fields."""
     names, texts = named
+    assume(not set(shared) & {*names, "duration_ms"})
     own = OwnFields(*names)
-    fields = own.as_dict(tuple(texts), seconds)
-    assert list(fields) == [*names, "duration_ms"]
-    assert own.json(tuple(texts), seconds) == logs.json_fields(fields)
-    assert own.text(tuple(texts), seconds) == logs.text_fields(fields)
+    with configured(LogConfig(format=form, level="info")) as buffer:
+        DECISIONS.write(None, lambda: shared, own, tuple(texts), seconds)
+        logged_decision({**shared, **own.as_dict(tuple(texts), seconds)})
+        for handler in logging.getLogger("cbv").handlers:
+            handler.flush()
+    written, logged = buffer.getvalue().split("\n")[:2]
+    assert as_logged(written, form) == as_logged(logged, form)
 
 
-def but_the_time(line: str, form: str) -> object:
-    """The line without its time, byte for byte: the first field in either format."""
-    return line.split('",', 1)[1] if form == "json" else line.split(" ", 1)[1]
+def test_a_text_line_quotes_a_text_that_would_break_it() -> None:
+    with configured(LogConfig(format="text", level="info")) as buffer:
+        DECISIONS.write(None, lambda: {"listener": "milter"}, OwnFields("recipient", "client"),
+                        ("a\nb@example.test", "tab\there"), 0.0)
+        for handler in logging.getLogger("cbv").handlers:
+            handler.flush()
+    [line] = buffer.getvalue().splitlines()
+    assert line.endswith(
+        ' INFO decision listener=milter recipient="a\\nb@example.test" client="tab\\there"'
+        " duration_ms=0.000")
 
 
-def line_maker(made: list[int]) -> Callable[[int], str]:
-    """A deferred line's `make`, which notes each number it made a line of in `made`."""
-
-    def make(number: int) -> str:
-        made.append(number)
-        return f"made {number}"
-
-    return make
-
-
-def test_a_deferred_line_is_made_at_hand_over_in_its_place() -> None:
-    stream = io.StringIO()
-    handler = LineHandler(stream)
-    made: list[int] = []
-    make = line_maker(made)
-
-    async def write() -> None:
-        assert handler.write_line("first")
-        assert handler.write_later(6, make, 1)
-        assert handler.write_line("last")
-
-    asyncio.run(write())  # the loop stops before it hands the batch over
-    assert made == []
-    handler.flush()
-    assert made == [1]
-    assert stream.getvalue().splitlines() == ["first", "made 1", "last"]
-    handler.close()
-
-
-async def test_deferred_lines_are_made_a_run_at_a_time_between_callbacks() -> None:
-    """No callback makes a whole batch: each makes one run, and lets the loop answer the
-    requests that came meanwhile before the next."""
-    stream = io.StringIO()
-    handler = LineHandler(stream)
-    made: list[int] = []
-    make = line_maker(made)
-
-    run = LineHandler.MAKE_RUN
-    for number in range(2 * run + 1):
-        assert handler.write_later(6, make, number)
-    assert made == []  # not while the requests that wrote them are answered
-    await asyncio.sleep(0)
-    assert made == list(range(run))
-    await asyncio.sleep(0)
-    assert made == list(range(2 * run))
-    await asyncio.sleep(0)
-    assert made == list(range(2 * run))  # less than a run left: made at hand-over
-    assert stream.getvalue() == ""
-    await until(lambda: len(stream.getvalue().splitlines()) == 2 * run + 1,
-                "the batch handed over and written")
-    assert stream.getvalue().splitlines() == [f"made {number}" for number in range(2 * run + 1)]
-    handler.close()
-
-
-def test_a_loop_stopped_with_a_run_pending_leaves_the_next_loop_its_runs() -> None:
-    handler = LineHandler(io.StringIO())
-    made: list[int] = []
-    make = line_maker(made)
-
-    run = LineHandler.MAKE_RUN
-
-    def write(first: int) -> None:
-        for number in range(first, first + run):
-            assert handler.write_later(6, make, number)
-
-    stopped = asyncio.new_event_loop()
-    stopped.call_soon(stopped.stop)  # after this turn, before the run `write` schedules
-    stopped.call_soon(write, 0)
-    stopped.run_forever()
-    stopped.close()
-    assert made == []
-
-    async def write_more() -> None:
-        write(run)
-        await asyncio.sleep(0)
-
-    asyncio.run(write_more())
-    assert made[:2 * run] == list(range(2 * run))
-    handler.close()
+def as_logged(line: str, form: str) -> tuple[str, float]:
+    """The line without its time, byte for byte, and its duration (the last field): the
+    direct line writes three decimals, the formatter as Python writes the float."""
+    without_time = line.split('",', 1)[1] if form == "json" else line.split(" ", 1)[1]
+    rest, _, duration = without_time.rpartition("duration_ms")
+    return rest, float(duration.lstrip('":=').rstrip("}"))
 
 
 class TimerRecordingLoop(asyncio.SelectorEventLoop):
@@ -327,26 +272,6 @@ def test_a_batch_a_stopped_loop_left_is_handed_over_in_time_by_the_next_loop(
     handler.close()
 
 
-def test_a_line_that_cannot_be_made_is_an_error_line_in_its_place() -> None:
-    stream = io.StringIO()
-    handler = LineHandler(stream)
-    handler.setFormatter(JsonFormatter())
-
-    def broken() -> str:
-        raise ZeroDivisionError("a bug")
-
-    assert handler.write_line("before")
-    assert handler.write_later(10, broken)  # no event loop: made and written at once
-    assert handler.write_line("after")
-    before, failed, after = stream.getvalue().splitlines()
-    assert (before, after) == ("before", "after")
-    assert {key: value for key, value in json.loads(failed).items() if key != "time"} == {
-        "level": "error", "logger": "cbv", "event": "log line not made",
-        "error": "ZeroDivisionError: a bug",
-        "by": "test_a_line_that_cannot_be_made_is_an_error_line_in_its_place.<locals>.broken"}
-    handler.close()
-
-
 class Clock:
     """`time` as the log module reads it, at a time the test sets."""
 
@@ -367,7 +292,7 @@ def test_a_decision_line_carries_the_time_of_the_decision_not_of_its_writing(
 
         async def decide() -> None:
             DECISIONS.write(object(), lambda: {"listener": "policy"}, OwnFields(), (), 0.0)
-            clock.now += 2.5  # the line is made later, when its batch is handed over
+            clock.now += 2.5  # the batch is handed over later
 
         asyncio.run(decide())
         for handler in logging.getLogger("cbv").handlers:

@@ -13,8 +13,9 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, TextIO, TypeAlias
+from functools import lru_cache, partial
+from operator import attrgetter
+from typing import TextIO
 
 from cbv.config import LogConfig
 from cbv.identity_memo import IdentityMemo
@@ -90,7 +91,8 @@ def json_line(created: float, level: str, logger: str, message: str,
 
 
 def _text_value(text: str) -> str:
-    return json.dumps(text) if " " in text or not text else text
+    """Quoted where a reader could not tell where it ends, or it would break the line."""
+    return json.dumps(text) if " " in text or not text.isprintable() or not text else text
 
 
 def text_fields(fields: dict[str, object]) -> str:
@@ -113,66 +115,50 @@ def text_line(created: float, level: str, logger: str, message: str,
 
 class OwnFields:
     """The fields a listener adds to each of its decision lines, after the decision's: the
-    same names every time, text values, then the milliseconds the request took. Encoded
-    through a template made once from the names, written alike: a policy request's four
-    took 2.1 µs as a dict through the JSON encoder, 1.6 µs this way."""
+    same names every time, text values, then the milliseconds the request took (three
+    decimals). Its line in each format is a short `%` template made once, completed by the
+    time, the decision's part (encoded once for a cached decision) and the request's own
+    values: `%` scans its template a character at a time, so the long part goes in as a
+    value, copied whole (a policy request's line took 3.1 µs less than with every field
+    but the request's own in the template)."""
 
-    __slots__ = ("_json", "_text", "names")
+    __slots__ = ("json", "names", "text")
 
     def __init__(self, *texts: str) -> None:
         self.names = (*texts, "duration_ms")
-        named = [(_percent_kept(name), "%s") for name in texts] + [("duration_ms", "%r")]
-        self._json = ",".join(f"{encode_json(name)}:{value}" for name, value in named)
-        self._text = " ".join(f"{name}={value}" for name, value in named)
+        named = [(_percent_kept(name), "%s") for name in texts] + [("duration_ms", "%.3f")]
+        own = ",".join(f"{encode_json(name)}:{value}" for name, value in named)
+        self.json = f'{{"time":"%s",%s{own}}}'
+        self.text = "%s INFO decision %s" + " ".join(f"{name}={value}" for name, value in named)
 
     def as_dict(self, texts: tuple[str, ...], seconds: float) -> dict[str, object]:
         return dict(zip(self.names, (*texts, round(seconds * 1000, 3)), strict=True))
-
-    def json(self, texts: tuple[str, ...], seconds: float) -> str:
-        """As `json_fields(self.as_dict(texts, seconds))`: JSON writes a finite float as
-        its `repr`."""
-        return self._json % (*map(_json_text, texts), round(seconds * 1000, 3))
-
-    def text(self, texts: tuple[str, ...], seconds: float) -> str:
-        """As `text_fields(self.as_dict(texts, seconds))`."""
-        return self._text % (*map(_text_value, texts), round(seconds * 1000, 3))
-
-
-_json_text: Callable[[str], str] = json_encoder.encode_basestring
 
 
 def _percent_kept(text: str) -> str:
     return text.replace("%", "%%")
 
 
-def json_decision_line(created: float, shared: str, own: str) -> str:
-    """`json_line_of` a decision's line, its `shared` and `own` fields encoded apart, made
-    in one step: no string of the joined fields, nor of the line's head, made on the way
-    (0.3 µs of the 6.7 a line cost in process, best of 6 rounds of 20,000)."""
-    if shared:
-        return f'{{"time":"{_timestamp(created)}",{_DECISION_HEAD},{shared},{own}}}'
-    return f'{{"time":"{_timestamp(created)}",{_DECISION_HEAD},{own}}}'
-
-
-def text_decision_line(created: float, shared: str, own: str) -> str:
-    """`text_line_of` a decision's line, as `json_decision_line` makes it."""
-    if shared:
-        return f"{_timestamp(created)} INFO decision {shared} {own}"
-    return f"{_timestamp(created)} INFO decision {own}"
-
-
 @dataclass(frozen=True, slots=True)
 class LineFormat:
-    """A line's fields encoded on their own, so that fields shared by many lines are
-    encoded once, and a decision's line made from its encoded parts."""
+    """How a decision's line is made in one format: its shared fields encoded once, ahead
+    of the request's own, and the line's template."""
 
-    fields: Callable[[dict[str, object]], str]
-    own: Callable[[OwnFields, tuple[str, ...], float], str]
-    decision: Callable[[float, str, str], str]
+    shared: Callable[[dict[str, object]], str]  # the head and the shared fields, separated
+    text: Callable[[str], str]  # a request's own text, as a line carries it
+    template: Callable[[OwnFields], str]
 
 
-JSON_LINES = LineFormat(json_fields, OwnFields.json, json_decision_line)
-TEXT_LINES = LineFormat(text_fields, OwnFields.text, text_decision_line)
+def _json_shared(fields: dict[str, object]) -> str:
+    return f"{_DECISION_HEAD},{json_fields(fields)}," if fields else f"{_DECISION_HEAD},"
+
+
+def _text_shared(fields: dict[str, object]) -> str:
+    return f"{text_fields(fields)} " if fields else ""
+
+
+JSON_LINES = LineFormat(_json_shared, json_encoder.encode_basestring, attrgetter("json"))
+TEXT_LINES = LineFormat(_text_shared, _text_value, attrgetter("text"))
 
 
 class JsonFormatter(logging.Formatter):
@@ -193,11 +179,6 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-# A line made after its request was answered, in the batch: `make(*args)`.
-Deferred: TypeAlias = tuple[Callable[..., str], tuple[Any, ...]]
-Line: TypeAlias = str | Deferred
-
-
 class LineHandler(logging.StreamHandler[TextIO]):
     """One line per record. While an event loop runs, lines are handed in batches (every
     50 ms, or 256 KB) to a thread of its own, which writes and flushes them: a write the
@@ -208,8 +189,8 @@ class LineHandler(logging.StreamHandler[TextIO]):
     written, the loop waits for the writer. Without a running loop (start-up, exit, tests)
     a line is written and flushed at once, after any the stopped loop left.
 
-    A batch's deferred lines are made (`write_later`), and the batch joined and encoded, in
-    the loop, and the thread only writes the bytes to the stream's binary buffer: while
+    A batch is joined and encoded in the loop, and the thread only writes the bytes to the
+    stream's binary buffer: while
     that thread ran Python (the text layer's encoding), the event loop waited for the
     interpreter lock at every system call it made, and a cached policy decision cost 50-62
     µs of the daemon's CPU instead of 44-47 (logging to /dev/null; 33-35 µs without the
@@ -221,14 +202,11 @@ class LineHandler(logging.StreamHandler[TextIO]):
     # second, 64 KB batches made 0.10 context switches per decision, 256 KB 0.03.
     HAND_OVER_SIZE = 256 * 1024
     MAX_PENDING = 4 * 1024 * 1024
-    MAKE_RUN = 64  # deferred lines made in one event-loop callback
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
-        self._batch: list[Line] = []  # lines not yet handed to the writer
+        self._batch: list[str] = []  # lines not yet handed to the writer
         self._batch_size = 0
-        self._made = 0  # the batch's first lines, made already
-        self._making: asyncio.AbstractEventLoop | None = None  # where a run is scheduled
         self._batcher = 0  # the thread whose event loop batches the lines
         self._writing = 0  # bytes (or characters) handed to the writer, not yet written
         self._counting = threading.Lock()  # `_writing` changes in both threads
@@ -252,29 +230,14 @@ class LineHandler(logging.StreamHandler[TextIO]):
     def write_line(self, line: str) -> bool:
         """Write a line formatted already, as `emit` writes a record's; False if the
         stream refused it."""
-        return self._add(line, len(line))
-
-    def write_later(self, size: int, make: Callable[..., str], *args: Any) -> bool:
-        """Write the line `make(*args)`, made later in the event loop that wrote it (with
-        the batch's next `MAKE_RUN` lines, or when the batch is handed over) and in order
-        with the others (at once without a running loop); False if the stream refused it.
-        Until then the batch counts it for `size` characters: about its length, and at
-        least that of whatever long text it holds. Made one after another, a batch's lines
-        cost a cached policy decision 4-7 µs of CPU less than each made as its request is
-        answered, among everything else the request does (docs/benchmarks.md). A line
-        `make` fails to make is written as an error line in its place."""
-        return self._add((make, args), size)
-
-    def _add(self, line: Line, size: int) -> bool:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             if self._batch and threading.get_ident() == self._batcher:
                 return self._drain(line)  # the loop that batched those has stopped
             return self._write_now([line])
-        batch = self._batch
-        batch.append(line)
-        self._batch_size += size
+        self._batch.append(line)
+        self._batch_size += len(line)
         if self._timed is not loop:  # a new batch, or one a stopped loop left
             self._batcher = threading.get_ident()
             self._timed = loop
@@ -282,25 +245,7 @@ class LineHandler(logging.StreamHandler[TextIO]):
         if self._batch_size > self.HAND_OVER_SIZE:
             self._stop_timer()
             self._hand_over()
-        elif self._making is not loop and len(batch) - self._made >= self.MAKE_RUN:
-            self._making = loop  # another loop's run, if any, stopped with that loop
-            loop.call_soon(self._make_run, loop)
         return True
-
-    def _make_run(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Make the batch's next `MAKE_RUN` lines, in a callback of their own, and the
-        next run in the next one: made all at hand-over, a batch's 300-500 lines held the
-        loop for 2-3 ms, and every request that came meanwhile waited for them (the
-        policy listener's p99 at half its maximum rate, docs/benchmarks.md)."""
-        batch, start = self._batch, self._made
-        end = min(len(batch), start + self.MAKE_RUN)
-        for index in range(start, end):
-            batch[index] = self._made_line(batch[index])
-        self._made = end
-        self._making = None
-        if len(batch) - end >= self.MAKE_RUN:
-            self._making = loop
-            loop.call_soon(self._make_run, loop)
 
     def flush(self) -> None:
         """Everything logged so far written and flushed, when no event loop runs (at exit,
@@ -317,14 +262,14 @@ class LineHandler(logging.StreamHandler[TextIO]):
             self._writer = None
         super().close()
 
-    def _drain(self, *more: Line) -> bool:
+    def _drain(self, *more: str) -> bool:
         """What the writer has, then the batch and `more`, written before this returns."""
         self._wait_for_writer()
         return self._write_now([*self._take_batch(), *more])
 
-    def _take_batch(self) -> list[Line]:
-        lines, self._batch, self._batch_size, self._made = self._batch, [], 0, 0
-        return lines  # a run still scheduled makes the next batch's first lines
+    def _take_batch(self) -> list[str]:
+        lines, self._batch, self._batch_size = self._batch, [], 0
+        return lines
 
     def _stop_timer(self) -> None:
         """A batch handed over by size takes its timer with it. Left armed, each such timer
@@ -353,29 +298,16 @@ class LineHandler(logging.StreamHandler[TextIO]):
         if self._writing > self.MAX_PENDING:  # by size or by time: the bound holds for both
             self._wait_for_writer()
 
-    def _encoded(self, lines: list[Line]) -> bytes | str:
+    def _encoded(self, lines: list[str]) -> bytes | str:
         """The lines as the stream's binary buffer takes them, a character its encoding
         lacks escaped rather than the line lost; as text for a stream without one (in
         memory)."""
-        text = self.terminator.join([self._made_line(line) for line in lines]) + self.terminator
+        text = self.terminator.join(lines) + self.terminator
         stream = self.stream
         if not isinstance(getattr(stream, "buffer", None), io.BufferedIOBase):
             return text
         errors = stream.errors if stream.errors not in (None, "strict") else "backslashreplace"
         return text.encode(stream.encoding, errors)
-
-    def _made_line(self, line: Line) -> str:
-        if isinstance(line, str):
-            return line
-        make, args = line
-        try:
-            return make(*args)
-        except Exception as exc:
-            failed = logging.makeLogRecord({
-                "name": LOGGER, "levelno": logging.ERROR, "levelname": "ERROR",
-                "msg": "log line not made",
-                FIELDS: {"error": f"{type(exc).__name__}: {exc}", "by": _name_of(make)}})
-            return self.format(failed)
 
     def _write_handed(self, data: bytes | str, size: int) -> None:
         self._write(data)
@@ -387,7 +319,7 @@ class LineHandler(logging.StreamHandler[TextIO]):
         if last is not None:
             last.result()
 
-    def _write_now(self, lines: list[Line]) -> bool:
+    def _write_now(self, lines: list[str]) -> bool:
         return not lines or self._write(self._encoded(lines))
 
     def _write(self, data: bytes | str) -> bool:
@@ -406,23 +338,16 @@ class LineHandler(logging.StreamHandler[TextIO]):
         return True
 
 
-def _name_of(make: Callable[..., str]) -> str:
-    return str(getattr(make, "__qualname__", None) or make)
-
-
 SHARED_REMEMBERED = 4096  # decisions whose shared fields are kept encoded; all forgotten past it
-# What a decision line takes beyond its request's own texts: the time, the head and the
-# decision's fields (a cached decision's are encoded once, however many lines carry them).
-LINE_BEYOND_OWN = 512
 
 
 class DecisionLog:
     """The line per decision, by far the daemon's most frequent: written straight into the
-    stream of the handler `configure_logging` set up, exactly the line its formatter
-    would make, but without building a LogRecord or going through the logger's handler
-    chain (together about 11 µs of a cached decision's 80). The line is made after the
-    request is answered, in a run of the handler's batch (`LineHandler.write_later`),
-    with the time of the decision; the handler hands the lines over in batches to a
+    stream of the handler `configure_logging` set up, as its formatter would write the
+    line, but without building a LogRecord or going through the logger's handler chain
+    (together about 11 µs of a cached decision's 80). The line is one `%` format of a
+    template that holds everything but the time and the request's own values; a cached
+    decision's template is made once. The handler hands the lines over in batches to a
     thread of its own, and writes what is left at exit as logging does.
 
     The level still decides (`wanted()`). Where that handler is not the only one of the
@@ -435,40 +360,33 @@ class DecisionLog:
         self._handler: LineHandler | None = None
         self._form = JSON_LINES
         self._shared: IdentityMemo[object, str] = IdentityMemo(SHARED_REMEMBERED)
+        # Whether the level lets decisions through: asked for every decision, so without a
+        # frame of its own.
+        self.wanted: Callable[[], bool] = partial(self._logger.isEnabledFor, logging.INFO)
 
     def use(self, handler: LineHandler, form: LineFormat) -> None:
         self._handler, self._form = handler, form
         self._shared.clear()
-
-    def wanted(self) -> bool:
-        return self._logger.isEnabledFor(logging.INFO)
 
     def write(self, key: object, shared: Callable[[], dict[str, object]], own: OwnFields,
               texts: tuple[str, ...], seconds: float) -> None:
         """One decision's line, once `wanted()` said so: the `shared` fields, then `own`'s
         names with `texts` and `seconds`. A cached decision is the same object for every
         request that finds it: with it as `key` (and `shared` the same fields for every
-        line written with it) they are encoded once, not per line; with None, every time.
-        `shared` is called when the line is made, after this returns: what it reads may
-        not change afterwards."""
+        line written with it) they are encoded once, not per line; with None, every time."""
         handler, handlers = self._handler, self._cbv.handlers
         if (handler is not None and len(handlers) == 1 and handlers[0] is handler
                 and not self._logger.handlers):
-            size = LINE_BEYOND_OWN + sum(map(len, texts))  # a client's texts can be long
-            if handler.write_later(size, self._line, time.time(), key, shared, own, texts,
-                                   seconds):
+            form = self._form
+            encoded = self._shared.get(key)
+            if encoded is None:
+                encoded = form.shared(shared())
+                if key is not None:
+                    self._shared.remember(key, encoded)
+            if handler.write_line(form.template(own) % (
+                    _timestamp(time.time()), encoded, *map(form.text, texts), seconds * 1000)):
                 return
         self._logger.info("decision", extra={FIELDS: {**shared(), **own.as_dict(texts, seconds)}})
-
-    def _line(self, created: float, key: object, shared: Callable[[], dict[str, object]],
-              own: OwnFields, texts: tuple[str, ...], seconds: float) -> str:
-        form = self._form
-        first = None if key is None else self._shared.get(key)
-        if first is None:
-            first = form.fields(shared())
-            if key is not None:
-                self._shared.remember(key, first)
-        return form.decision(created, first, form.own(own, texts, seconds))
 
 
 DECISIONS = DecisionLog()
