@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "instructions": "bench.instructions",
     "jobs": "bench.jobs",
     "policy": "bench.policy",
+    "policy-instructions": "bench.policy_instructions",
     "soak": "bench.soak",
     "startup": "bench.startup",
 }

@@ -70,23 +70,50 @@ def child(argv: list[str]) -> int:
     return 0
 
 
-def counted(what: str, src: Path, port: int, nameserver: str, domains: int, sizes: Sizes
-            ) -> tuple[int, int]:
-    """(callouts, instructions) of one measurement in a fresh process under cachegrind."""
-    command = ["valgrind", "--tool=cachegrind", "--cache-sim=no",
-               "--cachegrind-out-file=/dev/null", sys.executable, "-m", "bench.instructions",
-               "--child", what, str(port), nameserver, str(domains), str(sizes.concurrency)]
+@dataclass(frozen=True)
+class Counted:
+    """What cachegrind counted of one process: its output, and its instructions and (when
+    simulated) first-level cache misses."""
+
+    stdout: str
+    instructions: int
+    i1_misses: int = 0
+    d1_misses: int = 0
+
+
+MISSES = {"i1_misses": re.compile(r"I1\s+misses:\s+([\d,]+)"),
+          "d1_misses": re.compile(r"D1\s+misses:\s+([\d,]+)")}
+
+
+def under_cachegrind(module_args: list[str], src: Path, what: str, cache_sim: bool = False
+                     ) -> Counted:
+    """`python -m MODULE ARGS...` in a fresh process under cachegrind, with cbv from `src`;
+    RuntimeError naming `what` with the process's last line if it failed."""
+    command = ["valgrind", "--tool=cachegrind", f"--cache-sim={'yes' if cache_sim else 'no'}",
+               "--cachegrind-out-file=/dev/null", sys.executable, "-m", *module_args]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(src), str(REPO)]))
     done = subprocess.run(command, env=env, capture_output=True, text=True,
                           timeout=CHILD_TIMEOUT, cwd=REPO, check=False)
-    callouts = re.search(r"^callouts (\d+)$", done.stdout, re.MULTILINE)
     instructions = COUNTED.search(done.stderr)
-    if done.returncode or callouts is None or instructions is None:
+    if done.returncode or instructions is None:
         own = [line for line in done.stderr.splitlines() if line.strip()
                and not line.startswith("==")]  # valgrind's own lines start with ==pid==
         last = (own or ["no output"])[-1]
         raise RuntimeError(f"{what} from {src} under valgrind failed: {last}")
-    return int(callouts.group(1)), int(instructions.group(1).replace(",", ""))
+    misses = {name: int(found.group(1).replace(",", "")) for name, pattern in MISSES.items()
+              if (found := pattern.search(done.stderr)) is not None}
+    return Counted(done.stdout, int(instructions.group(1).replace(",", "")), **misses)
+
+
+def counted(what: str, src: Path, port: int, nameserver: str, domains: int, sizes: Sizes
+            ) -> tuple[int, int]:
+    """(callouts, instructions) of one measurement in a fresh process under cachegrind."""
+    done = under_cachegrind(["bench.instructions", "--child", what, str(port), nameserver,
+                             str(domains), str(sizes.concurrency)], src, what)
+    callouts = re.search(r"^callouts (\d+)$", done.stdout, re.MULTILINE)
+    if callouts is None:
+        raise RuntimeError(f"{what} from {src} under valgrind failed: no count of callouts")
+    return int(callouts.group(1)), done.instructions
 
 
 def per_callout(small: tuple[int, int], big: tuple[int, int]) -> float:

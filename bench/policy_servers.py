@@ -12,11 +12,15 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from multiprocessing.connection import Connection
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bench.helpers import cpu_seconds, loopback_only, raise_fd_limit, serve_requests, status_mb
+
+if TYPE_CHECKING:
+    from cbv.config import Config
 
 LIFETIME = 900.0  # seconds a server process lives at most
 DOMAIN = "bench.test"
@@ -122,6 +126,31 @@ def cbv_server(conn: Connection, log_path: str, event_loop: str = "asyncio") -> 
     cbv_daemon(conn, log_path, {"policy": "127.0.0.1:0", "smtpcbd": ""}, event_loop)
 
 
+@asynccontextmanager
+async def bench_config(listeners: dict[str, str]) -> AsyncIterator[Config]:
+    """A daemon's config with `listeners`, while a fake DNS and MX run in this process: the
+    senders' first verdicts can be made (and cached) before anything is measured."""
+    from cbv.config import config_from_dict
+    from cbv.testing import FakeDNS, MXScript, Reply, ScriptedMX
+
+    with FakeDNS() as dns:
+        dns.add_mx(DOMAIN, [(10, f"mx.{DOMAIN}")])
+        dns.add_a(f"mx.{DOMAIN}", MX_HOST)
+        script = MXScript(rcpt=[(f"pass-*@{DOMAIN}", Reply(250, "2.1.5 Ok"))])
+        async with ScriptedMX(host=MX_HOST, script=script) as mx:
+            yield config_from_dict({
+                "dns": {"nameservers": [dns.nameserver]},
+                "callout": {"port": mx.port, "helo_name": "verifier.bench.test"},
+                "security": {"allowed_target_networks": ["127.0.0.0/8"]},
+                "cache": {"url": "memory://"},
+                "limits": {f"{unit}_{key}": value
+                           for unit in ("domain", "ip", "network", "provider")
+                           for key, value in (("per_minute", 1e6),
+                                              ("burst", SENDERS_AT_MOST))},
+                "server": listeners,
+            }, "bench")
+
+
 def cbv_daemon(conn: Connection, log_path: str, listeners: dict[str, str],
                event_loop: str = "asyncio") -> None:
     """`cbv serve`'s Daemon with `listeners`, a fake DNS and MX, in its own process, on
@@ -130,45 +159,29 @@ def cbv_daemon(conn: Connection, log_path: str, listeners: dict[str, str],
     compares."""
     raise_fd_limit()
     loopback_only({})
-    from cbv.config import LogConfig, config_from_dict
+    from cbv.config import LogConfig
     from cbv.servers.daemon import Daemon
     from cbv.servers.event_loop import loop_factory
     from cbv.servers.logs import configure_logging
-    from cbv.testing import FakeDNS, MXScript, Reply, ScriptedMX
 
     async def main(log: TextIO) -> None:
-        with FakeDNS() as dns:
-            dns.add_mx(DOMAIN, [(10, f"mx.{DOMAIN}")])
-            dns.add_a(f"mx.{DOMAIN}", MX_HOST)
-            script = MXScript(rcpt=[(f"pass-*@{DOMAIN}", Reply(250, "2.1.5 Ok"))])
-            async with ScriptedMX(host=MX_HOST, script=script) as mx:
-                config = config_from_dict({
-                    "dns": {"nameservers": [dns.nameserver]},
-                    "callout": {"port": mx.port, "helo_name": "verifier.bench.test"},
-                    "security": {"allowed_target_networks": ["127.0.0.0/8"]},
-                    "cache": {"url": "memory://"},
-                    "limits": {f"{unit}_{key}": value
-                               for unit in ("domain", "ip", "network", "provider")
-                               for key, value in (("per_minute", 1e6),
-                                                  ("burst", SENDERS_AT_MOST))},
-                    "server": listeners,
-                }, "bench")
-                configure_logging(LogConfig(format="json"), log)
-                started = asyncio.Event()
-                daemon = Daemon(config, announce=lambda line: started.set())
-                running = asyncio.create_task(daemon.run())  # as `cbv serve` runs it
-                announced = asyncio.create_task(started.wait())
-                await asyncio.wait({running, announced}, return_when=asyncio.FIRST_COMPLETED)
-                if running.done():
-                    running.result()  # it could not start: its error goes to the parent
-                stop = asyncio.Event()
-                addresses = daemon.addresses()
-                _serve_in_thread(conn, asyncio.get_running_loop(),
-                                 {"address": addresses["policy"], **addresses}, stop,
-                                 lambda: daemon.connections)
-                await stop.wait()
-                daemon.stop()
-                await running
+        async with bench_config(listeners) as config:
+            configure_logging(LogConfig(format="json"), log)
+            started = asyncio.Event()
+            daemon = Daemon(config, announce=lambda line: started.set())
+            running = asyncio.create_task(daemon.run())  # as `cbv serve` runs it
+            announced = asyncio.create_task(started.wait())
+            await asyncio.wait({running, announced}, return_when=asyncio.FIRST_COMPLETED)
+            if running.done():
+                running.result()  # it could not start: its error goes to the parent
+            stop = asyncio.Event()
+            addresses = daemon.addresses()
+            _serve_in_thread(conn, asyncio.get_running_loop(),
+                             {"address": addresses["policy"], **addresses}, stop,
+                             lambda: daemon.connections)
+            await stop.wait()
+            daemon.stop()
+            await running
 
     with (open(log_path, "w", encoding="utf-8") as log,
           asyncio.Runner(loop_factory=loop_factory(event_loop)) as runner):
