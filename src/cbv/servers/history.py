@@ -45,7 +45,8 @@ class Step:
 
 @dataclass(slots=True)
 class Decided:
-    """One of the latest decisions, kept as it came: the page's form is made when read."""
+    """One of the latest decisions, as the page shows it. Kept as the plain tuple of these
+    fields, in order, and made when the page reads it: a tuple is made without a call."""
 
     at: float
     listener: str
@@ -93,7 +94,8 @@ class History:
         self._step = step
         self._steps: deque[Step] = deque(maxlen=max(1, int(span / step)))
         self._step_ends = 0.0  # when the last step ends: until then, it is the current one
-        self._recent: deque[Decided] = deque(maxlen=recent)
+        self._recent: deque[tuple[float, str, str, str, str, str, str, float]] = deque(
+            maxlen=recent)
         self._pressure: OrderedDict[str, Pressure] = OrderedDict()
         self._egresses: dict[str, EgressCounts] = {}  # as many as the config names
         self._domains = domains
@@ -116,8 +118,7 @@ class History:
         """`action` is what the mail server was told; `would` what a dry run held back."""
         now = self._clock()
         self._step_at(now).results[result] += 1
-        self._recent.append(Decided(now, listener, address, result, reason, action, would,
-                                    seconds))
+        self._recent.append((now, listener, address, result, reason, action, would, seconds))
 
     def cache_lookup(self, hit: bool) -> None:
         step = self._now_step()
@@ -162,7 +163,7 @@ class History:
             "now": now,
             "step_seconds": self._step,
             "series": [step.as_dict() for step in self._steps if step.start > now - self.span],
-            "recent": [decided.as_dict() for decided in reversed(self._recent)],
+            "recent": [Decided(*decided).as_dict() for decided in reversed(self._recent)],
             "pressure": [{"domain": domain, "waits": p.waits, "refusals": p.refusals,
                           "last": p.last} for domain, p in pressed[:PRESSURE_SHOWN]],
             "egresses": [{"name": name, "state": c.state, "callouts": c.callouts,

@@ -221,7 +221,10 @@ class Telemetry:
         if decision is None:
             return
         answers.latencies[listener].observe(seconds)
-        action, would = what_happened(decision)
+        if decision.dry_run:
+            action, would = what_happened(decision)
+        else:  # the usual case, without a call: `_value_` is what the `value` property reads
+            action, would = decision.action._value_, ""
         answers.decided((listener, decision.result, action, would))
         if decision.result == ERROR:
             self.errors.labels(listener, "internal_error").inc()
