@@ -22,6 +22,14 @@ def test_an_object_remembered_is_held_so_its_id_cannot_be_reused() -> None:
     assert len(memo) == 3
 
 
+def test_remembering_an_object_again_replaces_its_value() -> None:
+    memo: IdentityMemo[object, int] = IdentityMemo(4)
+    key = object()
+    memo.remember(key, 1)
+    memo.remember(key, 2)
+    assert (memo.get(key), memo.by_id.get(id(key)), len(memo)) == (2, 2, 1)
+
+
 def test_past_its_size_all_are_forgotten_at_once() -> None:
     memo: IdentityMemo[object, int] = IdentityMemo(2)
     kept = [object() for _ in range(3)]

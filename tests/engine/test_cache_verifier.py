@@ -12,6 +12,7 @@ import pytest_asyncio
 from cbv.address import parse_address
 from cbv.cache.memory import MemoryBackend
 from cbv.cache.records import CachedVerdict
+from cbv.callout.runner import for_recipient
 from cbv.engine.observer import NoObserver
 from cbv.engine.polling import poll_until
 from cbv.engine.verifier import Verifier
@@ -117,6 +118,26 @@ async def test_past_refresh_time_a_pass_is_answered_at_once_and_renewed_behind(
         renewed = await verifier.verify(ALICE)
     assert renewed.cached and renewed.checked_at > first.checked_at
     assert setup.mx.rcpts.count(ALICE) == 2
+
+
+async def test_a_renewal_started_without_waiting_calls_out_for_the_message_s_recipient(
+    setup: Setup,
+) -> None:
+    """The policy listener asks `cached(address, recipient)` for every request: a renewal it
+    starts takes the fallback sender of the recipient's domain, as a callout would."""
+    script = MXScript(rcpt=KNOWN, mail=[("", Reply(550, "5.7.1 null sender not accepted"))])
+    async with await setup.verifier(
+            script, callout={"fallback_mail_from": "postmaster@{recipient_domain}"}) as verifier:
+        with for_recipient("bob@first.test"):
+            first = await verifier.verify(ALICE)
+        setup.clock.advance(86_400 + 1)
+        assert verifier.cached(ALICE, "carol@Customer.Test") is not None
+        await wait_for_stored(
+            setup.cache, ALICE,
+            lambda r: r is not None and r.verdict.checked_at > first.checked_at, "the renewal")
+        renewed = await setup.cache.get(parse_address(ALICE))
+    assert first.sender == "postmaster@first.test"
+    assert renewed is not None and renewed.verdict.sender == "postmaster@customer.test"
 
 
 async def test_a_refresh_that_ends_transient_keeps_the_pass(setup: Setup) -> None:

@@ -19,6 +19,7 @@ from typing import Unpack
 from cbv.address import Address, AddressError, parse_address
 from cbv.cache.backend import CacheBackend
 from cbv.cache.records import CachedVerdict
+from cbv.callout.runner import for_recipient
 from cbv.config import Config
 from cbv.egress.pool import EgressPool
 from cbv.engine.assembly import Engine, Injected, assemble
@@ -117,16 +118,17 @@ class Verifier:
                 return hit
         return await self._callouts.verdict_of(parsed, transcript, use_cache)
 
-    def cached(self, address: str) -> Verdict | None:
+    def cached(self, address: str, recipient: str = "") -> Verdict | None:
         """The verdict `verify(address)` would answer from the cache's in-process memory,
         without waiting for anything; None when it is not there (or the backend keeps
         none, as Redis), and `verify` is the way. Counted, and renewed in the background
-        when due, as `verify` does; called in the event loop."""
+        when due, as `verify` does, on behalf of a message to `recipient` if one is named
+        (`for_recipient`); called in the event loop."""
         try:
             parsed = _parse(address)
         except AddressError:
             return None
-        return self._answer(parsed, self._store.held(parsed))
+        return self._answer(parsed, self._store.held(parsed), recipient)
 
     async def verify_many(
         self, addresses: Iterable[str], *, transcript: bool = False, use_cache: bool = True
@@ -210,10 +212,18 @@ class Verifier:
             record = await self._store.lookup(address)
         return self._answer(address, record)
 
-    def _answer(self, address: Address, record: CachedVerdict | None) -> Verdict | None:
-        """A cached record's verdict, its renewal started when it is due for one."""
+    def _answer(self, address: Address, record: CachedVerdict | None,
+                recipient: str | None = None) -> Verdict | None:
+        """A cached record's verdict, its renewal started when it is due for one: on
+        behalf of a message to `recipient`, or of the one the caller's context names
+        (None). The context is set here only, not around every lookup: every policy
+        request makes one."""
         if record is None:
             return None
         if self._store.needs_refresh(record):
-            self._callouts.refresh_in_background(address)
+            if recipient is None:
+                self._callouts.refresh_in_background(address)
+            else:
+                with for_recipient(recipient):
+                    self._callouts.refresh_in_background(address)
         return record.verdict

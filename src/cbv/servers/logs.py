@@ -377,7 +377,7 @@ class DecisionLog:
         if (handler is not None and len(handlers) == 1 and handlers[0] is handler
                 and not self._logger.handlers):
             form = self._form
-            encoded = self._shared.get(key)
+            encoded = self._shared.by_id.get(id(key))
             if encoded is None:
                 encoded = form.shared(shared())
                 if key is not None:

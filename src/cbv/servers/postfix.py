@@ -120,7 +120,7 @@ class PolicyConnection(RequestConnection[PolicyEvent]):
 
 def answer_of(decision: Decision | None) -> tuple[str, bytes]:
     """The action and the answer's bytes; a cached decision's are made once."""
-    known = ANSWERS.get(decision)
+    known = ANSWERS.by_id.get(id(decision))
     if known is not None:
         return known
     action = postfix_action(decision)

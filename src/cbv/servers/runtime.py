@@ -90,8 +90,7 @@ class Generation:
         key = (message_id, planned.address)
         shared = self._by_message.get(key) if message_id else None
         if shared is None:
-            with for_recipient(planned.recipient):  # a renewal it starts calls out for it
-                shared = self.verifier.cached(planned.address)
+            shared = self.verifier.cached(planned.address, planned.recipient)
             if shared is None:
                 return None
             if message_id:
