@@ -8,7 +8,10 @@ cannot be told from the noise there. Here each measurement is a fresh process un
 fed the benchmark's requests on a stand-in transport, every sender's verdict cached
 first, the JSON decision log written to a file as `cbv serve` writes it. Run at two sizes,
 the figure is the difference over the difference in decisions, so start-up, imports and
-the warm-up fall out. The first-level cache misses are cachegrind's model of them.
+the warm-up fall out. The first-level cache misses are cachegrind's model of them. The
+garbage collector is off while the decisions are made: when it runs depends on how many
+objects were made since it last ran, not on the decision, and its runs moved the figure
+by ±2 k instructions from one size to another. Its share is in `bench policy`'s CPU.
 
 What it does not count: the event loop's turn and the socket's system calls (no sockets
 here), the kernel's work, the writer thread's `write`. It measures a change to the
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import re
 import shutil
@@ -102,6 +106,9 @@ async def decide(decisions: int, big: int, log: TextIO) -> int:
         for sender in SENDERS:
             await runtime.generation.verifier.verify(sender)
         requests = requests_for(SENDERS, big)
+        gc.collect()
+        gc.freeze()
+        gc.disable()  # when it would run depends on the allocation count, not the decision
         connection = PolicyConnection(runtime, ConnectionTracker())
         transport = StandInTransport()
         connection.connection_made(transport)  # type: ignore[arg-type]
@@ -165,9 +172,9 @@ def report(found: dict[Path, PerDecision], sizes: Sizes, command: str, elapsed: 
         f"- The policy benchmark's requests ({len(SENDERS)} senders, a new message each "
         f"time), {sizes.small:,} and {sizes.big:,} of them, fed to the policy listener's "
         "connection on a stand-in transport, every verdict cached first and the decision "
-        "log written. Each run is a fresh process under `valgrind --tool=cachegrind`; the "
-        "figures are the differences over the difference in decisions. No event loop turn, "
-        "no system call and no kernel work is in them.",
+        "log written, the garbage collector off. Each run is a fresh process under `valgrind "
+        "--tool=cachegrind`; the figures are the differences over the difference in "
+        "decisions. No event loop turn, no system call and no kernel work is in them.",
         "",
         "| cbv from | instructions per decision | of the first row's | I1 misses | D1 misses |",
         "|---|---:|---:|---:|---:|",
