@@ -40,13 +40,13 @@ def test_answer_counts_read_as_prometheus_metrics() -> None:
         seconds.labels(listener)
     for duration in DURATIONS:
         ours.requests["policy"] += 1
-        ours.latencies["policy"].observe(duration)
-        ours.decided(("policy", "fail", "reject", ""))
+        ours.decided(("policy", "fail", "reject", ""), duration)
         requests.labels("policy").inc()
         seconds.labels("policy").observe(duration)
         decisions.labels("policy", "fail", "reject", "").inc()
-    ours.decided(("milter", "fail", "accept", "reject"))
+    ours.decided(("milter", "fail", "accept", "reject"), 0.5)
     decisions.labels("milter", "fail", "accept", "reject").inc()
+    seconds.labels("milter").observe(0.5)
 
     assert without_times(generate_latest(registry)) == without_times(
         generate_latest(reference))

@@ -32,7 +32,7 @@ class MemoryBackend:
         record = self._records.get(key)
         if record is None:
             return None
-        if record.is_expired(self._clock()):
+        if self._clock() >= record.expires_at:  # `is_expired`, without its call: every hit asks
             del self._records[key]
             return None
         self._records.move_to_end(key)

@@ -107,8 +107,9 @@ class RequestParser:
         if self._whole is not None:
             self._buffer += self._whole
             self._whole = None
-        if self._is_one_whole_request(data):
-            self._whole = data  # the usual read, taken without buffering
+        if (not self._buffer and len(data) > 2 and data.find(b"\n\n") == len(data) - 2
+                and data[:1] != b"\n" and b"\r" not in data):
+            self._whole = data  # one whole request alone, the usual read: not buffered
         else:
             self._buffer += data
 
@@ -131,15 +132,6 @@ class RequestParser:
                 return self._parse(body)
         self._check_unfinished()
         return None
-
-    def _is_one_whole_request(self, data: bytes) -> bool:
-        return (
-            not self._buffer
-            and len(data) > 2
-            and data.find(b"\n\n") == len(data) - 2
-            and data[:1] != b"\n"
-            and b"\r" not in data
-        )
 
     def _find_end(self) -> tuple[int, int] | None:
         """(end of the attribute lines, start of the next request) once an empty line is in."""

@@ -99,8 +99,9 @@ class RequestConnection(asyncio.Protocol, Generic[Event]):
         self._pending: deque[Event] = deque()
         self._worker: asyncio.Task[None] | None = None
         self._answering: object | None = None  # token of the request the worker is on
-        self._writable = asyncio.Event()
+        self._writable = asyncio.Event()  # for the worker to wait on
         self._writable.set()
+        self._can_write = True  # the same, read without a call by every answer given at once
         self._reading_paused = False
         self._eof = False
         self._closing = False
@@ -173,13 +174,16 @@ class RequestConnection(asyncio.Protocol, Generic[Event]):
         """Answer the first request of this read in this callback, with no worker task,
         when that needs no waiting. One at most: the rest wait for the worker, which
         lets the other connections run between answers."""
-        transport = self._open_transport()
-        if transport is None or not self._writable.is_set():
+        transport = self._transport
+        if transport is None or not self._can_write or transport.is_closing():
             return False
-        response = self.answer_now(self._pending[0])
+        pending = self._pending
+        response = self.answer_now(pending[0])
         if response is None:
             return False
-        self._next()
+        pending.popleft()
+        if self._reading_paused:
+            self._take_requests()
         transport.write(response)
         self._after_answer()
         return True
@@ -207,12 +211,15 @@ class RequestConnection(asyncio.Protocol, Generic[Event]):
         self._transport = None
         self._pending.clear()
         self._writable.set()
+        self._can_write = True
 
     def pause_writing(self) -> None:
         self._writable.clear()
+        self._can_write = False
 
     def resume_writing(self) -> None:
         self._writable.set()
+        self._can_write = True
 
     def close_when_idle(self) -> None:
         """Finish the requests already received, then close."""

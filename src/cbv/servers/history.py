@@ -104,8 +104,10 @@ class History:
         return self._step_at(self._clock())
 
     def _step_at(self, now: float) -> Step:
+        """The step `now` falls in. Every decision and cache hit asks, and finds the current
+        one: they look at `_step_ends` first themselves, and call this only past it."""
         steps = self._steps
-        if now < self._step_ends:  # every decision asks: the current step, at once
+        if now < self._step_ends:
             return steps[-1]
         start = now - now % self._step
         if not steps or steps[-1].start < start:
@@ -117,11 +119,13 @@ class History:
                 seconds: float, would: str = "") -> None:
         """`action` is what the mail server was told; `would` what a dry run held back."""
         now = self._clock()
-        self._step_at(now).results[result] += 1
+        step = self._steps[-1] if now < self._step_ends else self._step_at(now)
+        step.results[result] += 1
         self._recent.append((now, listener, address, result, reason, action, would, seconds))
 
     def cache_lookup(self, hit: bool) -> None:
-        step = self._now_step()
+        now = self._clock()
+        step = self._steps[-1] if now < self._step_ends else self._step_at(now)
         if hit:
             step.cache_hits += 1
         else:

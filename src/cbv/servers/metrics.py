@@ -88,7 +88,13 @@ class AnswerCounts(Collector):
         self.decisions: dict[tuple[str, str, str, str], int] = {}
         self._decisions_created: dict[tuple[str, str, str, str], float] = {}
 
-    def decided(self, key: tuple[str, str, str, str]) -> None:
+    def decided(self, key: tuple[str, str, str, str], seconds: float) -> None:
+        """A decision by (listener, result, action, would), and its duration. Every
+        decision comes here: the duration is counted as `Latencies.observe` counts it,
+        without a call of its own."""
+        latencies = self.latencies[key[0]]
+        latencies.counts[bisect_left(DECISION_BUCKETS, seconds)] += 1
+        latencies.total += seconds
         decisions = self.decisions
         if key in decisions:
             decisions[key] += 1
@@ -220,12 +226,11 @@ class Telemetry:
         answers.requests[listener] += 1
         if decision is None:
             return
-        answers.latencies[listener].observe(seconds)
         if decision.dry_run:
             action, would = what_happened(decision)
         else:  # the usual case, without a call: `_value_` is what the `value` property reads
             action, would = decision.action._value_, ""
-        answers.decided((listener, decision.result, action, would))
+        answers.decided((listener, decision.result, action, would), seconds)
         if decision.result == ERROR:
             self.errors.labels(listener, "internal_error").inc()
         self.history.decided(listener, decision.address, decision.result, decision.reason,

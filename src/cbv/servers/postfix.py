@@ -95,11 +95,15 @@ class PolicyConnection(RequestConnection[PolicyEvent]):
         )
 
     def answer_now(self, request: PolicyEvent) -> bytes | None:
-        if isinstance(request, MalformedRequest) or request.request not in ("", REQUEST_TYPE):
+        """Every request asks: its attributes are read without the properties' calls."""
+        if isinstance(request, MalformedRequest):
+            return None
+        get = request.attributes.get
+        if get("request", "") not in ("", REQUEST_TYPE):
             return None
         started = time.perf_counter()
         answered = self._runtime.generation.answer_at_once(context_of(request),
-                                                          request.instance)
+                                                          get("instance", ""))
         return None if answered is None else self._respond(request, answered, started)
 
     def _respond(self, request: PolicyRequest, answered: Answered, started: float) -> bytes:
