@@ -116,6 +116,16 @@ def counted(what: str, src: Path, port: int, nameserver: str, domains: int, size
     return int(callouts.group(1)), done.instructions
 
 
+def refusal(command: str, trees: list[Path]) -> str | None:
+    """Why `bench command` cannot count under valgrind, in one line; None if it can."""
+    if shutil.which("valgrind") is None:
+        return f"bench {command}: valgrind is not installed (apt-get install valgrind)"
+    for tree in trees:
+        if not (tree / "cbv" / "__init__.py").is_file():
+            return f"bench {command}: {tree} is not a source tree (no cbv/__init__.py)"
+    return None
+
+
 def per_callout(small: tuple[int, int], big: tuple[int, int]) -> float:
     """Instructions per callout: what the bigger run did beyond the smaller one."""
     (calls_small, counted_small), (calls_big, counted_big) = small, big
@@ -196,15 +206,9 @@ def main(argv: list[str]) -> int:
         print(f"bench instructions: need 0 < --small < --big <= {FULL.domains}",
               file=sys.stderr)
         return 2
-    if shutil.which("valgrind") is None:
-        print("bench instructions: valgrind is not installed (apt-get install valgrind)",
-              file=sys.stderr)
+    if (why := refusal("instructions", args.src)) is not None:
+        print(why, file=sys.stderr)
         return 2
-    for tree in args.src:
-        if not (tree / "cbv" / "__init__.py").is_file():
-            print(f"bench instructions: {tree} is not a source tree (no cbv/__init__.py)",
-                  file=sys.stderr)
-            return 2
     sizes = Sizes(args.small, args.big, args.concurrency)
     sources = [REPO / "src", *(path.resolve() for path in args.src)]
     started = time.perf_counter()

@@ -27,7 +27,6 @@ import asyncio
 import gc
 import logging
 import re
-import shutil
 import sys
 import tempfile
 import time
@@ -38,7 +37,7 @@ from typing import TextIO
 
 from bench.callout import machine
 from bench.helpers import BENCHMARKS_DOC, write_docs_section
-from bench.instructions import REPO, Counted, under_cachegrind
+from bench.instructions import REPO, Counted, refusal, under_cachegrind
 from bench.policy import Scale
 from bench.policy_load import requests_for
 from bench.policy_servers import bench_config
@@ -205,15 +204,9 @@ def main(argv: list[str]) -> int:
     if not 0 < args.small < args.big:
         print("bench policy-instructions: need 0 < --small < --big", file=sys.stderr)
         return 2
-    if shutil.which("valgrind") is None:
-        print("bench policy-instructions: valgrind is not installed (apt-get install "
-              "valgrind)", file=sys.stderr)
+    if (why := refusal("policy-instructions", args.src)) is not None:
+        print(why, file=sys.stderr)
         return 2
-    for tree in args.src:
-        if not (tree / "cbv" / "__init__.py").is_file():
-            print(f"bench policy-instructions: {tree} is not a source tree (no "
-                  "cbv/__init__.py)", file=sys.stderr)
-            return 2
     sizes = Sizes(args.small, args.big)
     sources = [REPO / "src", *(path.resolve() for path in args.src)]
     started = time.perf_counter()
