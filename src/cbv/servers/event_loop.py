@@ -19,8 +19,11 @@ LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 # Ready sockets one turn of asyncio's loop takes at most. Its epoll selector hands over
 # every ready socket at once, and the loop runs a callback for each before any timer:
 # 10,000 requests or replies arriving together held the loop for a quarter of a second
-# (docs/benchmarks.md). The rest stay ready and come in the next turns.
-READY_PER_TURN = 256
+# (docs/benchmarks.md). The rest stay ready and come in the next turns. 128, not 256: on
+# a slow machine 256 replies took up to 0.1 s of one turn (10,000 in flight, 8 pairs of
+# slow-farm runs taken in turn: the longest stall 0.051-0.093 s against 0.066-0.106 s,
+# lower or the same in each pair).
+READY_PER_TURN = 128
 
 
 if sys.platform == "linux":  # epoll; elsewhere asyncio's loop is left as it is
