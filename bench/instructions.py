@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from bench.callout import FULL, Scale, dns_main, host_ip, machine, measure_cbv, measure_floor
 from bench.helpers import BENCHMARKS_DOC, Helper, write_docs_section
@@ -36,6 +37,7 @@ from cbv.providers import read_suffix_list
 
 REPO = Path(__file__).resolve().parent.parent
 CHILD_TIMEOUT = 1800.0
+Found = TypeVar("Found")
 COUNTED = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
@@ -116,11 +118,59 @@ def counted(what: str, src: Path, port: int, nameserver: str, domains: int, size
     return int(callouts.group(1)), done.instructions
 
 
-def refusal(command: str, trees: list[Path]) -> str | None:
-    """Why `bench command` cannot count under valgrind, in one line; None if it can."""
+def counting_parser(command: str, doc: str | None, counted: str, small: int, big: int
+                    ) -> argparse.ArgumentParser:
+    """The options of every count at two sizes under valgrind: the sizes in `counted`
+    things, other source trees, and whether to leave the docs alone."""
+    parser = argparse.ArgumentParser(prog=f"python -m bench {command}", description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--src", type=Path, action="append", default=[],
+                        help="also measure cbv from this source tree (repeatable)")
+    parser.add_argument("--small", type=int, default=small,
+                        help=f"{counted} in the smaller run (default {small})")
+    parser.add_argument("--big", type=int, default=big,
+                        help=f"{counted} in the bigger run (default {big})")
+    parser.add_argument("--no-docs", action="store_true",
+                        help=f"do not update {BENCHMARKS_DOC.name}")
+    return parser
+
+
+def measured_and_written(command: str, title: str, args: argparse.Namespace, argv: list[str],
+                         measure: Callable[[list[Path]], Found],
+                         section_of: Callable[[Found, str, float], str],
+                         most: int | None = None) -> int:
+    """Measure this tree and `args.src`'s, print the section, and write it into the docs
+    unless told not to or other trees were measured: the exit status (2, and why in one
+    line, for what would measure nothing; `--big` is at most `most`)."""
+    if (why := refusal(command, args, most)) is not None:
+        print(why, file=sys.stderr)
+        return 2
+    sources = [REPO / "src", *(path.resolve() for path in args.src)]
+    started = time.perf_counter()
+    try:
+        found = measure(sources)
+    except RuntimeError as exc:  # a measurement failed: its last line says why
+        print(f"bench {command}: {exc}", file=sys.stderr)
+        return 1
+    section = section_of(found, " ".join([f"python -m bench {command}", *argv]),
+                         time.perf_counter() - started)
+    print()
+    print(section)
+    if not args.no_docs and not args.src:
+        write_docs_section(command, section)
+        print(f"\nwrote the '{title}' section of {BENCHMARKS_DOC}")
+    return 0
+
+
+def refusal(command: str, args: argparse.Namespace, most: int | None = None) -> str | None:
+    """Why `bench command` cannot count under valgrind with `args` (from
+    `counting_parser`; `--big` at most `most`), in one line; None if it can."""
+    if not 0 < args.small < args.big or (most is not None and args.big > most):
+        return f"bench {command}: need 0 < --small < --big" + (
+            "" if most is None else f" <= {most}")
     if shutil.which("valgrind") is None:
         return f"bench {command}: valgrind is not installed (apt-get install valgrind)"
-    for tree in trees:
+    for tree in args.src:
         if not (tree / "cbv" / "__init__.py").is_file():
             return f"bench {command}: {tree} is not a source tree (no cbv/__init__.py)"
     return None
@@ -189,42 +239,15 @@ def report(found: dict[str, float], sizes: Sizes, command: str, elapsed: float) 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--child"]:
         return child(argv[1:])
-    parser = argparse.ArgumentParser(prog="python -m bench instructions", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--src", type=Path, action="append", default=[],
-                        help="also measure cbv from this source tree (repeatable)")
-    parser.add_argument("--small", type=int, default=DEFAULT.small,
-                        help=f"domains in the smaller run (default {DEFAULT.small})")
-    parser.add_argument("--big", type=int, default=DEFAULT.big,
-                        help=f"domains in the bigger run (default {DEFAULT.big})")
+    parser = counting_parser("instructions", __doc__, "domains", DEFAULT.small, DEFAULT.big)
     parser.add_argument("--concurrency", type=int, default=DEFAULT.concurrency,
                         help=f"callouts at once (default {DEFAULT.concurrency})")
-    parser.add_argument("--no-docs", action="store_true",
-                        help=f"do not update {BENCHMARKS_DOC.name}")
     args = parser.parse_args(argv)
-    if not 0 < args.small < args.big or args.big > FULL.domains:
-        print(f"bench instructions: need 0 < --small < --big <= {FULL.domains}",
-              file=sys.stderr)
-        return 2
-    if (why := refusal("instructions", args.src)) is not None:
-        print(why, file=sys.stderr)
-        return 2
     sizes = Sizes(args.small, args.big, args.concurrency)
-    sources = [REPO / "src", *(path.resolve() for path in args.src)]
-    started = time.perf_counter()
-    try:
-        found = run(sources, sizes)
-    except RuntimeError as exc:  # a measurement failed: its last line says why
-        print(f"bench instructions: {exc}", file=sys.stderr)
-        return 1
-    elapsed = time.perf_counter() - started
-    section = report(found, sizes, " ".join(["python -m bench instructions", *argv]), elapsed)
-    print()
-    print(section)
-    if not args.no_docs and not args.src:
-        write_docs_section("instructions", section)
-        print(f"\nwrote the 'Instructions per callout' section of {BENCHMARKS_DOC}")
-    return 0
+    return measured_and_written(
+        "instructions", "Instructions per callout", args, argv,
+        lambda sources: run(sources, sizes),
+        lambda found, command, elapsed: report(found, sizes, command, elapsed), FULL.domains)
 
 
 if __name__ == "__main__":  # the measurements' own processes: python -m bench.instructions

@@ -22,22 +22,24 @@ decision's own path, not the target of issue 15, which is CPU time against the r
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import logging
 import re
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
 from bench.callout import machine
-from bench.helpers import BENCHMARKS_DOC, write_docs_section
-from bench.instructions import REPO, Counted, refusal, under_cachegrind
+from bench.instructions import (
+    Counted,
+    counting_parser,
+    measured_and_written,
+    under_cachegrind,
+)
 from bench.policy import Scale
 from bench.policy_load import requests_for
 from bench.policy_servers import bench_config
@@ -88,7 +90,8 @@ class StandInTransport:
 async def decide(decisions: int, big: int, log: TextIO) -> int:
     """`decisions` cached policy decisions, as the listener makes them, logged into `log`;
     how many were answered at once. Every run builds `big` requests, so building them
-    falls out."""
+    falls out, and first answers one per sender, so that what a decision's first answer
+    makes once (its Postfix answer, its line's fields) is made at any size."""
     from cbv.config import LogConfig
     from cbv.providers import read_suffix_list
     from cbv.servers.connection import ConnectionTracker
@@ -104,16 +107,16 @@ async def decide(decisions: int, big: int, log: TextIO) -> int:
         runtime = Runtime(Generation(config, telemetry), telemetry)
         for sender in SENDERS:
             await runtime.generation.verifier.verify(sender)
-        requests = requests_for(SENDERS, big)
+        requests = requests_for(SENDERS, len(SENDERS) + big)
         gc.collect()
         gc.freeze()
         gc.disable()  # when it would run depends on the allocation count, not the decision
         connection = PolicyConnection(runtime, ConnectionTracker())
         transport = StandInTransport()
         connection.connection_made(transport)  # type: ignore[arg-type]
-        for request in requests[:decisions]:
+        for request in requests[:len(SENDERS) + decisions]:
             connection.data_received(request)
-        answered = transport.answers
+        answered = transport.answers - len(SENDERS)
         connection.connection_lost(None)
         await runtime.close(1.0)
     return answered
@@ -189,42 +192,13 @@ def report(found: dict[Path, PerDecision], sizes: Sizes, command: str, elapsed: 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--child"]:
         return child(argv[1:])
-    parser = argparse.ArgumentParser(prog="python -m bench policy-instructions",
-                                     description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--src", type=Path, action="append", default=[],
-                        help="also measure cbv from this source tree (repeatable)")
-    parser.add_argument("--small", type=int, default=DEFAULT.small,
-                        help=f"decisions in the smaller run (default {DEFAULT.small})")
-    parser.add_argument("--big", type=int, default=DEFAULT.big,
-                        help=f"decisions in the bigger run (default {DEFAULT.big})")
-    parser.add_argument("--no-docs", action="store_true",
-                        help=f"do not update {BENCHMARKS_DOC.name}")
-    args = parser.parse_args(argv)
-    if not 0 < args.small < args.big:
-        print("bench policy-instructions: need 0 < --small < --big", file=sys.stderr)
-        return 2
-    if (why := refusal("policy-instructions", args.src)) is not None:
-        print(why, file=sys.stderr)
-        return 2
+    args = counting_parser("policy-instructions", __doc__, "decisions", DEFAULT.small,
+                           DEFAULT.big).parse_args(argv)
     sizes = Sizes(args.small, args.big)
-    sources = [REPO / "src", *(path.resolve() for path in args.src)]
-    started = time.perf_counter()
-    try:
-        found = run(sources, sizes)
-    except RuntimeError as exc:  # a measurement failed: its last line says why
-        print(f"bench policy-instructions: {exc}", file=sys.stderr)
-        return 1
-    elapsed = time.perf_counter() - started
-    section = report(found, sizes, " ".join(["python -m bench policy-instructions", *argv]),
-                     elapsed)
-    print()
-    print(section)
-    if not args.no_docs and not args.src:
-        write_docs_section("policy-instructions", section)
-        print(f"\nwrote the 'Instructions per cached policy decision' section of "
-              f"{BENCHMARKS_DOC}")
-    return 0
+    return measured_and_written(
+        "policy-instructions", "Instructions per cached policy decision", args, argv,
+        lambda sources: run(sources, sizes),
+        lambda found, command, elapsed: report(found, sizes, command, elapsed))
 
 
 if __name__ == "__main__":  # the measurements' own processes: python -m bench.policy_instructions
