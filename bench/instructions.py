@@ -118,18 +118,18 @@ def counted(what: str, src: Path, port: int, nameserver: str, domains: int, size
     return int(callouts.group(1)), done.instructions
 
 
-def counting_parser(command: str, doc: str | None, counted: str, small: int, big: int
+def counting_parser(command: str, doc: str | None, unit: str, small: int, big: int
                     ) -> argparse.ArgumentParser:
-    """The options of every count at two sizes under valgrind: the sizes in `counted`
-    things, other source trees, and whether to leave the docs alone."""
+    """The options of every count at two sizes under valgrind: the sizes (in `unit`),
+    other source trees, and whether to leave the docs alone."""
     parser = argparse.ArgumentParser(prog=f"python -m bench {command}", description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--src", type=Path, action="append", default=[],
                         help="also measure cbv from this source tree (repeatable)")
     parser.add_argument("--small", type=int, default=small,
-                        help=f"{counted} in the smaller run (default {small})")
+                        help=f"{unit} in the smaller run (default {small})")
     parser.add_argument("--big", type=int, default=big,
-                        help=f"{counted} in the bigger run (default {big})")
+                        help=f"{unit} in the bigger run (default {big})")
     parser.add_argument("--no-docs", action="store_true",
                         help=f"do not update {BENCHMARKS_DOC.name}")
     return parser

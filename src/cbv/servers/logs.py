@@ -73,6 +73,7 @@ def _head(level: str, logger: str, message: str) -> str:
 
 
 _DECISION_HEAD = _head("INFO", DECISION_LOGGER, "decision")
+_TEXT_DECISION_HEAD = "INFO decision"
 
 
 def json_fields(fields: dict[str, object]) -> str:
@@ -80,19 +81,16 @@ def json_fields(fields: dict[str, object]) -> str:
     return encode_json(fields)[1:-1]
 
 
-def json_line_of(created: float, level: str, logger: str, message: str, encoded: str) -> str:
-    head = f'{{"time":"{_timestamp(created)}",{_head(level, logger, message)}'
-    return f"{head},{encoded}}}" if encoded else f"{head}}}"
-
-
 def json_line(created: float, level: str, logger: str, message: str,
               fields: dict[str, object]) -> str:
-    return json_line_of(created, level, logger, message, json_fields(fields))
+    head = f'{{"time":"{_timestamp(created)}",{_head(level, logger, message)}'
+    encoded = json_fields(fields)
+    return f"{head},{encoded}}}" if encoded else f"{head}}}"
 
 
 def _text_value(text: str) -> str:
     """Quoted where a reader could not tell where it ends, or it would break the line."""
-    return json.dumps(text) if " " in text or not text.isprintable() or not text else text
+    return json.dumps(text) if not text or " " in text or not text.isprintable() else text
 
 
 def text_fields(fields: dict[str, object]) -> str:
@@ -103,14 +101,11 @@ def text_fields(fields: dict[str, object]) -> str:
     return " ".join(parts)
 
 
-def text_line_of(created: float, level: str, logger: str, message: str, encoded: str) -> str:
-    head = f"{_timestamp(created)} {level} {message}"
-    return f"{head} {encoded}" if encoded else head
-
-
 def text_line(created: float, level: str, logger: str, message: str,
               fields: dict[str, object]) -> str:
-    return text_line_of(created, level, logger, message, text_fields(fields))
+    head = f"{_timestamp(created)} {level} {message}"
+    encoded = text_fields(fields)
+    return f"{head} {encoded}" if encoded else head
 
 
 class OwnFields:
@@ -128,7 +123,7 @@ class OwnFields:
         named = [(_percent_kept(name), "%s") for name in texts] + [("duration_ms", "%.3f")]
         own = ",".join(f"{encode_json(name)}:{value}" for name, value in named)
         self.json = f'{{"time":"%s",%s{own}}}'
-        self.text = "%s INFO decision %s" + " ".join(f"{name}={value}" for name, value in named)
+        self.text = "%s %s" + " ".join(f"{name}={value}" for name, value in named)
 
     def as_dict(self, texts: tuple[str, ...], seconds: float) -> dict[str, object]:
         return dict(zip(self.names, (*texts, round(seconds * 1000, 3)), strict=True))
@@ -153,7 +148,9 @@ def _json_shared(fields: dict[str, object]) -> str:
 
 
 def _text_shared(fields: dict[str, object]) -> str:
-    return f"{text_fields(fields)} " if fields else ""
+    if fields:
+        return f"{_TEXT_DECISION_HEAD} {text_fields(fields)} "
+    return f"{_TEXT_DECISION_HEAD} "
 
 
 JSON_LINES = LineFormat(_json_shared, json_encoder.encode_basestring, attrgetter("json"))
@@ -189,11 +186,10 @@ class LineHandler(logging.StreamHandler[TextIO]):
     a line is written and flushed at once, after any the stopped loop left.
 
     A batch is joined and encoded in the loop, and the thread only writes the bytes to the
-    stream's binary buffer: while
-    that thread ran Python (the text layer's encoding), the event loop waited for the
-    interpreter lock at every system call it made, and a cached policy decision cost 50-62
-    µs of the daemon's CPU instead of 44-47 (logging to /dev/null; 33-35 µs without the
-    decision line)."""
+    stream's binary buffer: while that thread ran Python (the text layer's encoding), the
+    event loop waited for the interpreter lock at every system call it made, and a cached
+    policy decision cost 50-62 µs of the daemon's CPU instead of 44-47 (logging to
+    /dev/null; 33-35 µs without the decision line)."""
 
     HAND_OVER_AFTER = 0.05  # seconds: a line waits at most this long for the writer
     # Characters: a busy daemon's lines go sooner, in batches. Each batch costs the event
